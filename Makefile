@@ -1,0 +1,48 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both set everything up first.
+PY       ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+TOOLS    := tools/node_modules/.installed
+PYDEPS   := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck unit integration contracts clean
+
+setup: $(PYDEPS) $(TOOLS)
+
+$(VENV)/bin/python:
+	$(PY) -m venv $(VENV)
+
+$(PYDEPS): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(TOOLS): tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: setup
+	$(BIN)/verinfer demo
+
+test: setup lint typecheck
+	$(BIN)/pytest -n 2 tests
+
+lint: $(PYDEPS)
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+
+typecheck: $(PYDEPS)
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+# Recompile contracts/src with the pinned solcjs into src/verinfer/chain/artifacts (committed).
+contracts: $(TOOLS)
+	node tools/compile.js
+
+clean:
+	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache
