@@ -32,7 +32,12 @@ class ContractRevertError(ChainError):
     """A contract reverted with a custom error; ``name`` and ``args`` are decoded from the ABI."""
 
     def __init__(
-        self, name: str, args: dict[str, object], *, message: str | None = None, hint: str | None = None
+        self,
+        name: str,
+        args: dict[str, object],
+        *,
+        message: str | None = None,
+        hint: str | None = None,
     ) -> None:
         rendered = ", ".join(f"{k}={v}" for k, v in args.items())
         super().__init__(message or f"contract reverted with {name}({rendered})", hint=hint)

@@ -31,12 +31,14 @@ ANVIL_DEV_KEYS = (
 
 def dev_account(index: int = 0) -> LocalAccount:
     """One of anvil's public development accounts."""
-    return Account.from_key(ANVIL_DEV_KEYS[index])
+    account: LocalAccount = Account.from_key(ANVIL_DEV_KEYS[index])
+    return account
 
 
 def account_from_key(key: str) -> LocalAccount:
     try:
-        return Account.from_key(key.strip())
+        account: LocalAccount = Account.from_key(key.strip())
+        return account
     except (ValueError, TypeError) as exc:
         raise ConfigError(
             f"{PRIVATE_KEY_ENV} is not a valid private key",
@@ -53,7 +55,8 @@ def account_from_keystore(path: Path, password: str) -> LocalAccount:
     except ValueError as exc:
         raise ConfigError(f"keystore {path} is not JSON") from exc
     try:
-        return Account.from_key(Account.decrypt(encrypted, password))
+        account: LocalAccount = Account.from_key(Account.decrypt(encrypted, password))
+        return account
     except ValueError as exc:
         raise ConfigError(
             f"cannot decrypt keystore {path}: wrong password or corrupted file",
@@ -69,9 +72,7 @@ def resolve_account(
         if password is None:
             password = os.environ.get(KEYSTORE_PASSWORD_ENV)
         if password is None:
-            raise ConfigError(
-                "the keystore needs a password", hint=f"set {KEYSTORE_PASSWORD_ENV}"
-            )
+            raise ConfigError("the keystore needs a password", hint=f"set {KEYSTORE_PASSWORD_ENV}")
         return account_from_keystore(keystore, password)
     key = os.environ.get(PRIVATE_KEY_ENV)
     if key:

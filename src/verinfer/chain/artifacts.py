@@ -19,7 +19,9 @@ def load_artifact(name: str) -> dict[str, Any]:
     try:
         artifact: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise ConfigError(f"no artifact for contract {name!r}", hint="run `make contracts`") from exc
+        raise ConfigError(
+            f"no artifact for contract {name!r}", hint="run `make contracts`"
+        ) from exc
     return artifact
 
 

@@ -38,7 +38,9 @@ def _revert_data(exc: Exception) -> bytes | None:
 class Chain:
     """One RPC endpoint and (optionally) the account that signs for us."""
 
-    def __init__(self, rpc_url: str, account: LocalAccount | None = None, timeout: float = 30) -> None:
+    def __init__(
+        self, rpc_url: str, account: LocalAccount | None = None, timeout: float = 30
+    ) -> None:
         self.rpc_url = rpc_url
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
         self.account = account
@@ -68,10 +70,10 @@ class Chain:
     def has_code(self, address: str) -> bool:
         return len(self.w3.eth.get_code(Web3.to_checksum_address(address))) > 0
 
-    def call(self, fn: ContractFunction, **tx: Any) -> Any:
+    def call(self, fn: ContractFunction) -> Any:
         """A read-only call; reverts become typed exceptions."""
         try:
-            return fn.call(tx or None)
+            return fn.call()
         except (ContractCustomError, ContractLogicError) as exc:
             raise self._decoded(exc) from exc
 

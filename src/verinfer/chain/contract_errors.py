@@ -9,8 +9,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from eth_abi import decode
-from eth_utils import function_signature_to_4byte_selector
+from eth_abi.abi import decode
+from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_checksum_address
 
 from verinfer.chain.artifacts import abi, all_artifact_names
 from verinfer.errors import ContractRevertError
@@ -37,6 +38,14 @@ def _selectors() -> dict[bytes, tuple[str, list[str], list[str]]]:
     return table
 
 
+def _readable(abi_type: str, value: object) -> object:
+    if abi_type == "address" and isinstance(value, str):
+        return to_checksum_address(value)
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return value
+
+
 # Error name -> (exception class, hint). Domain modules register their own errors here.
 _REGISTERED: dict[str, tuple[type[ContractRevertError], str | None]] = {}
 
@@ -56,6 +65,6 @@ def decode_revert(data: bytes) -> ContractRevertError:
         return ContractRevertError("Unknown", {"data": "0x" + data.hex()})
     name, types, names = _selectors()[data[:4]]
     values = decode(types, data[4:])
-    args = {n: (("0x" + v.hex()) if isinstance(v, bytes) else v) for n, v in zip(names, values)}
+    args = {n: _readable(t, v) for n, t, v in zip(names, types, values, strict=True)}
     exc_class, hint = _REGISTERED.get(name, (ContractRevertError, None))
     return exc_class(name, args, hint=hint)

@@ -159,7 +159,9 @@ class Devnet:
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
-        info = DevnetInfo(pid=proc.pid, port=port, chain_id=DEVNET_CHAIN_ID, state_dir=str(self.state_dir))
+        info = DevnetInfo(
+            pid=proc.pid, port=port, chain_id=DEVNET_CHAIN_ID, state_dir=str(self.state_dir)
+        )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while rpc_chain_id(info.rpc_url, timeout=0.5) != DEVNET_CHAIN_ID:
             if proc.poll() is not None or time.monotonic() > deadline:

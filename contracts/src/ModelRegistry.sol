@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
+import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
+
+/// @title ModelRegistry
+/// @notice Models as ERC-721 tokens with content-addressed provenance, lineage and royalties.
+contract ModelRegistry is ERC721, IModelRegistry {
+    uint16 public constant MAX_ROYALTY_BPS = 10_000;
+    uint8 public constant MODE_NONE = 1;
+    uint8 public constant MODE_CONSENSUS = 2;
+    uint8 public constant MODE_OPTIMISTIC = 4;
+    uint8 public constant MODE_ZK = 8;
+    uint8 public constant ALL_MODES = 15;
+
+    uint256 private _count;
+    mapping(uint256 modelId => Model) private _models;
+
+    constructor() ERC721("verinfer Model", "VMODEL") {}
+
+    /// @inheritdoc IModelRegistry
+    function register(ModelInput calldata input) external returns (uint256 modelId) {
+        if (bytes(input.name).length == 0) revert VerinferEmptyField("name");
+        if (bytes(input.cid).length == 0) revert VerinferEmptyField("cid");
+        _checkShapes(input.inputShapes, "inputShapes");
+        _checkShapes(input.outputShapes, "outputShapes");
+        _checkRoyalty(input.royaltyBps);
+        _checkModes(input.modes);
+        if (input.parent != 0 && input.parent > _count) revert VerinferUnknownParent(input.parent);
+
+        modelId = ++_count;
+        Model storage m = _models[modelId];
+        m.name = input.name;
+        m.cid = input.cid;
+        m.programHash = input.programHash;
+        m.weightsRoot = input.weightsRoot;
+        _storeShapes(m.inputShapes, input.inputShapes);
+        _storeShapes(m.outputShapes, input.outputShapes);
+        m.price = input.price;
+        m.royaltyBps = input.royaltyBps;
+        m.modes = input.modes;
+        m.zkVerifier = input.zkVerifier;
+        m.parent = input.parent;
+        m.license = input.license;
+        m.metadataURI = input.metadataURI;
+        m.registeredAt = uint64(block.timestamp);
+        // _mint, not _safeMint: the registrant is msg.sender, and an onERC721Received
+        // callback would be an external call before the event for no benefit.
+        _mint(msg.sender, modelId);
+        emit ModelRegistered(modelId, msg.sender, input.parent, input.cid, input.programHash);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function setPrice(uint256 modelId, uint256 price) external {
+        _checkCaller(modelId);
+        uint256 old = _models[modelId].price;
+        _models[modelId].price = price;
+        emit PriceUpdated(modelId, old, price);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function setRoyalty(uint256 modelId, uint16 royaltyBps) external {
+        _checkCaller(modelId);
+        _checkRoyalty(royaltyBps);
+        uint16 old = _models[modelId].royaltyBps;
+        _models[modelId].royaltyBps = royaltyBps;
+        emit RoyaltyUpdated(modelId, old, royaltyBps);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function setModes(uint256 modelId, uint8 modes) external {
+        _checkCaller(modelId);
+        _checkModes(modes);
+        uint8 old = _models[modelId].modes;
+        _models[modelId].modes = modes;
+        emit ModesUpdated(modelId, old, modes);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function setDeprecated(uint256 modelId, bool deprecated) external {
+        _checkCaller(modelId);
+        _models[modelId].deprecated = deprecated;
+        emit DeprecationUpdated(modelId, deprecated);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function getModel(uint256 modelId) external view returns (Model memory) {
+        _checkExists(modelId);
+        return _models[modelId];
+    }
+
+    /// @inheritdoc IModelRegistry
+    function isServable(uint256 modelId, uint8 mode) external view returns (bool) {
+        _checkExists(modelId);
+        Model storage m = _models[modelId];
+        return !m.deprecated && mode != 0 && (m.modes & mode) == mode;
+    }
+
+    /// @inheritdoc IModelRegistry
+    function royaltyInfo(uint256 modelId, uint256 fee) external view returns (address recipient, uint256 amount) {
+        _checkExists(modelId);
+        return (ownerOf(modelId), fee * _models[modelId].royaltyBps / MAX_ROYALTY_BPS);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function modelCount() external view returns (uint256) {
+        return _count;
+    }
+
+    /// @notice The model card URI of a model (its metadataURI).
+    function tokenURI(uint256 modelId) public view override returns (string memory) {
+        _checkExists(modelId);
+        return _models[modelId].metadataURI;
+    }
+
+    function _checkExists(uint256 modelId) private view {
+        if (modelId == 0 || modelId > _count) revert VerinferUnknownModel(modelId);
+    }
+
+    function _checkCaller(uint256 modelId) private view {
+        _checkExists(modelId);
+        address owner = ownerOf(modelId);
+        if (!_isAuthorized(owner, msg.sender, modelId)) revert VerinferNotModelOwner(modelId, msg.sender);
+    }
+
+    function _checkRoyalty(uint16 royaltyBps) private pure {
+        if (royaltyBps > MAX_ROYALTY_BPS) revert VerinferRoyaltyTooHigh(royaltyBps, MAX_ROYALTY_BPS);
+    }
+
+    function _checkModes(uint8 modes) private pure {
+        if (modes == 0 || modes > ALL_MODES) revert VerinferInvalidModes(modes);
+    }
+
+    /// @dev solc's legacy code generator cannot copy nested calldata arrays to storage at once.
+    function _storeShapes(uint32[][] storage dst, uint32[][] calldata src) private {
+        for (uint256 i = 0; i < src.length; ++i) {
+            dst.push(src[i]);
+        }
+    }
+
+    function _checkShapes(uint32[][] calldata shapes, string memory field) private pure {
+        if (shapes.length == 0) revert VerinferEmptyField(field);
+        for (uint256 i = 0; i < shapes.length; ++i) {
+            if (shapes[i].length == 0) revert VerinferInvalidShape(field, i);
+            for (uint256 j = 0; j < shapes[i].length; ++j) {
+                if (shapes[i][j] == 0) revert VerinferInvalidShape(field, i);
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title IModelRegistry
+/// @notice The registry of models that verinfer serves. Each model is an ERC-721 token; its
+/// owner receives the model's royalties, so transferring the token transfers the royalty stream.
+/// Content fields (what the model *is*) never change: a new version is a new model whose
+/// `parent` points at the old one. Terms (price, royalty, modes, deprecation) are owner-updatable.
+interface IModelRegistry {
+    /// @notice What a registrant supplies. Content fields are immutable after registration.
+    struct ModelInput {
+        string name;
+        string cid; // CIDv1 (base32) of the ONNX file in the content-addressed store
+        bytes32 programHash; // keccak256 of the compiled fixed-point program (0 until known)
+        bytes32 weightsRoot; // Merkle root of the quantized weights (0 until known)
+        uint32[][] inputShapes; // one shape per model input, batch dimension bound
+        uint32[][] outputShapes; // one shape per model output
+        uint256 price; // per inference, in payment-token units
+        uint16 royaltyBps; // share of each fee paid to the token owner
+        uint8 modes; // bitmask of allowed verification modes
+        address zkVerifier; // verifier contract for zk mode (0 if none)
+        uint256 parent; // model this one derives from (0 = none)
+        string license; // SPDX id or URL
+        string metadataURI; // model card, returned as tokenURI
+    }
+
+    /// @notice A registered model as stored.
+    struct Model {
+        string name;
+        string cid;
+        bytes32 programHash;
+        bytes32 weightsRoot;
+        uint32[][] inputShapes;
+        uint32[][] outputShapes;
+        uint256 price;
+        uint16 royaltyBps;
+        uint8 modes;
+        bool deprecated;
+        address zkVerifier;
+        uint256 parent;
+        string license;
+        string metadataURI;
+        uint64 registeredAt;
+    }
+
+    event ModelRegistered(
+        uint256 indexed modelId, address indexed owner, uint256 indexed parent, string cid, bytes32 programHash
+    );
+    event PriceUpdated(uint256 indexed modelId, uint256 oldPrice, uint256 newPrice);
+    event RoyaltyUpdated(uint256 indexed modelId, uint16 oldBps, uint16 newBps);
+    event ModesUpdated(uint256 indexed modelId, uint8 oldModes, uint8 newModes);
+    event DeprecationUpdated(uint256 indexed modelId, bool deprecated);
+
+    error VerinferUnknownModel(uint256 modelId);
+    error VerinferNotModelOwner(uint256 modelId, address caller);
+    error VerinferUnknownParent(uint256 parent);
+    error VerinferRoyaltyTooHigh(uint16 royaltyBps, uint16 maxBps);
+    error VerinferInvalidModes(uint8 modes);
+    error VerinferEmptyField(string field);
+    error VerinferInvalidShape(string field, uint256 index);
+
+    /// @notice Register a model and mint its token to the caller.
+    /// @return modelId The new model's id (ids start at 1).
+    function register(ModelInput calldata input) external returns (uint256 modelId);
+
+    /// @notice Set the price per inference. Owner or approved operator only.
+    function setPrice(uint256 modelId, uint256 price) external;
+
+    /// @notice Set the royalty share in basis points (at most 10,000). Owner or approved only.
+    function setRoyalty(uint256 modelId, uint16 royaltyBps) external;
+
+    /// @notice Set the allowed verification modes bitmask. Owner or approved only.
+    function setModes(uint256 modelId, uint8 modes) external;
+
+    /// @notice Mark a model deprecated (no new requests) or undo it. Owner or approved only.
+    function setDeprecated(uint256 modelId, bool deprecated) external;
+
+    /// @notice A registered model; reverts with VerinferUnknownModel for an unknown id.
+    function getModel(uint256 modelId) external view returns (Model memory);
+
+    /// @notice Whether `mode` (a single bit) is allowed for the model and it is not deprecated.
+    function isServable(uint256 modelId, uint8 mode) external view returns (bool);
+
+    /// @notice Who receives the royalty on `fee` and how much: the token owner, fee * bps / 10,000.
+    function royaltyInfo(uint256 modelId, uint256 fee) external view returns (address recipient, uint256 amount);
+
+    /// @notice How many models were registered (the highest id).
+    function modelCount() external view returns (uint256);
+}

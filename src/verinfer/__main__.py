@@ -1,0 +1,5 @@
+"""`python -m verinfer` runs the CLI."""
+
+from verinfer.cli import main
+
+main()

@@ -1,0 +1,81 @@
+"""The `verinfer` command: one Typer app, sub-apps per domain, clean one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from verinfer import __version__
+from verinfer.chain.cli import deploy, devnet_app
+from verinfer.cli_common import JsonOption, VerinferGroup, configure_logging, console, emit_json
+from verinfer.models.cli import app as model_app
+from verinfer.store.cli import app as store_app
+
+app = typer.Typer(
+    cls=VerinferGroup,
+    help="verinfer: verifiable, payable AI inference on EVM chains.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(devnet_app, name="devnet")
+app.add_typer(store_app, name="store")
+app.add_typer(model_app, name="model")
+app.command("deploy")(deploy)
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr")] = False,
+) -> None:
+    configure_logging(verbose)
+
+
+@app.command("version")
+def version() -> None:
+    """Print verinfer's version."""
+    typer.echo(__version__)
+
+
+@app.command("demo")
+def demo(json_out: JsonOption = False) -> None:
+    """Start a devnet, deploy the contracts and register the example digits model."""
+    from verinfer.demo import run_demo
+
+    with console.status("setting up the demo (devnet, contracts, model)..."):
+        result = run_demo()
+    if json_out:
+        emit_json(result.__dict__)
+        return
+    devnet_state = "started" if result.started_devnet else "already running"
+    console.print(f"[green]devnet[/]    {result.rpc_url} ({devnet_state})")
+    console.print(f"[green]contracts[/] {'deployed' if result.deployed else 'already deployed'}")
+    state = "already registered" if result.reused_model else "registered"
+    console.print(
+        f"[green]model[/]     digits MLP {state} as model {result.model_id}, cid {result.cid}"
+    )
+    console.print(
+        "\nLook next:\n"
+        f"  verinfer model show {result.model_id}      # the model as recorded on-chain\n"
+        "  verinfer model list                # every registered model\n"
+        f"  verinfer store get {result.cid} -o model.onnx\n"
+        "  verinfer devnet status             # the local chain\n"
+        "  verinfer devnet stop               # stop it (state is kept)\n"
+        "Guide: docs/quickstart.md"
+    )
+
+
+def main() -> None:
+    """Console-script entry: unexpected bugs become one line too (VERINFER_DEBUG=1 re-raises)."""
+    import os
+
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - last resort, so users never see a traceback
+        if os.environ.get("VERINFER_DEBUG"):
+            raise
+        typer.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
+        typer.echo("  hint: rerun with VERINFER_DEBUG=1 for the traceback, and report it", err=True)
+        sys.exit(1)

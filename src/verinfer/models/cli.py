@@ -1,0 +1,193 @@
+"""`verinfer model ...`: register, inspect and manage models in the on-chain registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from verinfer.chain.client import Chain
+from verinfer.chain.connect import connect, deployed_address
+from verinfer.chain.token import Token, format_units, parse_units
+from verinfer.cli_common import JsonOption, KeystoreOption, RpcUrlOption, console, emit_json, out
+from verinfer.models.manifest import Manifest
+from verinfer.models.onnx_check import inspect_onnx
+from verinfer.models.registry import ZERO_HASH, Mode, ModelInput, ModelRecord, RegistryClient
+from verinfer.store import open_store
+
+app = typer.Typer(help="Register and manage models in the on-chain registry.", no_args_is_help=True)
+
+
+class _Registry:
+    """The registry and the payment token of one chain, found through the address book."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.registry = RegistryClient(chain, deployed_address(chain, "ModelRegistry"))
+        self.token = Token(chain, deployed_address(chain, "PaymentToken"))
+        self.decimals = self.token.decimals()
+        self.symbol = self.token.symbol()
+
+    def price_text(self, units: int) -> str:
+        return f"{format_units(units, self.decimals)} {self.symbol}"
+
+    def record_json(self, record: ModelRecord) -> dict[str, Any]:
+        data = record.to_dict()
+        data["price_display"] = self.price_text(record.price)
+        data["tx"] = self.registry.registration_tx(record.model_id)
+        return data
+
+
+@app.command("add")
+def add(
+    path: Annotated[Path, typer.Argument(help="The ONNX file to register")],
+    name: Annotated[str, typer.Option("--name", help="Human-readable model name")],
+    price: Annotated[str, typer.Option("--price", help="Price per inference in tokens")] = "0",
+    royalty_bps: Annotated[
+        int, typer.Option("--royalty-bps", help="Owner's share of each fee, 0-10000 bps")
+    ] = 0,
+    modes: Annotated[str, typer.Option("--modes", help=f"Allowed modes: {Mode.names()}")] = "none",
+    parent: Annotated[int, typer.Option("--parent", help="Model this derives from")] = 0,
+    license: Annotated[str, typer.Option("--license", help="SPDX id or URL")] = "",
+    batch: Annotated[int, typer.Option("--batch", help="Bind a dynamic batch dim to N")] = 1,
+    metadata_uri: Annotated[
+        str | None, typer.Option("--metadata-uri", help="Model card URI (default: manifest)")
+    ] = None,
+    rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Validate an ONNX file, store it by CID, and register it on-chain."""
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True,
+        disable=json_out or not console.is_terminal,
+    ) as progress:  # fmt: skip
+        step = progress.add_task("validating the ONNX file", total=None)
+        spec = inspect_onnx(path, batch=batch)
+        allowed = Mode.parse(modes)
+        progress.update(step, description="connecting to the chain")
+        ctx = _Registry(connect(rpc_url, keystore))
+        draft = ModelInput(
+            name=name, cid="pending", price=parse_units(price, ctx.decimals, what="price"),
+            royalty_bps=royalty_bps, modes=allowed, parent=parent, license=license,
+            input_shapes=[list(t.shape) for t in spec.inputs],
+            output_shapes=[list(t.shape) for t in spec.outputs],
+        )  # fmt: skip
+        draft.validate()
+        ctx.registry.check_parent(parent)
+        progress.update(step, description="storing the model")
+        store = open_store()
+        cid = str(store.put(spec.data))
+        manifest = Manifest(name=name, onnx_cid=cid, spec=spec, license=license, parent=parent)
+        manifest_cid = str(store.put(manifest.to_bytes()))
+        progress.update(step, description="registering on-chain")
+        model = ModelInput(
+            **{
+                **draft.__dict__,
+                "cid": cid,
+                "metadata_uri": metadata_uri or f"ipfs://{manifest_cid}",
+            }
+        )
+        model_id, receipt = ctx.registry.register(model)
+    result = {
+        "model_id": model_id, "cid": cid, "tx": receipt["transactionHash"].to_0x_hex(),
+        "manifest_cid": manifest_cid, "name": name, "owner": ctx.chain.address,
+        "price": model.price, "modes": allowed.to_names(), "chain_id": ctx.chain.chain_id,
+    }  # fmt: skip
+    if json_out:
+        emit_json(result)
+        return
+    console.print(f"[green]registered[/] model [bold]{model_id}[/] ({name})")
+    console.print(f"  cid  {cid}\n  tx   {result['tx']}")
+    console.print(f"next: `verinfer model show {model_id}`")
+
+
+@app.command("show")
+def show(
+    model_id: Annotated[int, typer.Argument(help="Model id")],
+    rpc_url: RpcUrlOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Show a model as recorded on-chain."""
+    ctx = _Registry(connect(rpc_url))
+    data = ctx.record_json(ctx.registry.get(model_id))
+    if json_out:
+        emit_json(data)
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        if key in ("program_hash", "weights_root") and value == ZERO_HASH:
+            value = "(not yet compiled)"
+        table.add_row(f"[bold]{key}[/]", str(value))
+    out.print(table)
+
+
+@app.command("list")
+def list_models(
+    rpc_url: RpcUrlOption = None,
+    start: Annotated[int, typer.Option("--start", help="First model id")] = 1,
+    limit: Annotated[int, typer.Option("--limit", help="How many", min=1, max=1000)] = 100,
+    json_out: JsonOption = False,
+) -> None:
+    """List registered models."""
+    ctx = _Registry(connect(rpc_url))
+    records = ctx.registry.list(start, limit)
+    if json_out:
+        emit_json([r.to_dict() for r in records])
+        return
+    if not records:
+        console.print("no models registered yet (add one with `verinfer model add`)")
+        return
+    table = Table("id", "name", "price", "royalty", "modes", "owner", "cid")
+    for r in records:
+        name = f"{r.name} [dim](deprecated)[/]" if r.deprecated else r.name
+        table.add_row(
+            str(r.model_id), name, ctx.price_text(r.price), f"{r.royalty_bps / 100:g}%",
+            ",".join(r.modes), _short(r.owner), _short(r.cid),
+        )  # fmt: skip
+    out.print(table)
+
+
+def _short(text: str) -> str:
+    """Abbreviate a long address or CID for a table; `model show` prints it whole."""
+    return text if len(text) <= 14 else f"{text[:8]}…{text[-4:]}"
+
+
+@app.command("set-price")
+def set_price(
+    model_id: Annotated[int, typer.Argument(help="Model id")],
+    price: Annotated[str, typer.Argument(help="New price per inference in tokens")],
+    rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Change a model's price (owner only)."""
+    ctx = _Registry(connect(rpc_url, keystore))
+    units = parse_units(price, ctx.decimals, what="price")
+    receipt = ctx.registry.set_price(model_id, units)
+    tx = receipt["transactionHash"].to_0x_hex()
+    if json_out:
+        emit_json({"model_id": model_id, "price": units, "tx": tx})
+    else:
+        console.print(f"model {model_id} now costs {ctx.price_text(units)} (tx {tx})")
+
+
+@app.command("deprecate")
+def deprecate(
+    model_id: Annotated[int, typer.Argument(help="Model id")],
+    undo: Annotated[bool, typer.Option("--undo", help="Serve the model again")] = False,
+    rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Mark a model deprecated: nodes stop taking new requests for it (owner only)."""
+    ctx = _Registry(connect(rpc_url, keystore))
+    receipt = ctx.registry.set_deprecated(model_id, not undo)
+    tx = receipt["transactionHash"].to_0x_hex()
+    if json_out:
+        emit_json({"model_id": model_id, "deprecated": not undo, "tx": tx})
+    else:
+        console.print(f"model {model_id} {'restored' if undo else 'deprecated'} (tx {tx})")
