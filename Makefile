@@ -28,8 +28,8 @@ test: setup lint typecheck
 	$(BIN)/pytest -n 2 tests
 
 lint: $(PYDEPS)
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples $(wildcard benchmarks)
+	$(BIN)/ruff format --check src tests examples $(wildcard benchmarks)
 
 typecheck: $(PYDEPS)
 	$(BIN)/mypy

@@ -1,9 +1,10 @@
 """CIDv1 with a sha2-256 multihash, as the base32 ``b...`` strings that kubo prints.
 
-Written here rather than imported: a CID is an unsigned varint version, a varint codec, a
-multihash (varint hash code, varint length, digest), rendered as multibase base32 (RFC 4648,
-lower case, no padding, prefix ``b``). That is a few dozen lines, and not worth a runtime
-dependency (the ``multiformats`` package is used by the tests to check these lines).
+Written here rather than imported: a CID is an unsigned varint version, a varint codec and a
+multihash (varint hash code, varint length, digest), rendered as multibase base32 (prefix
+``b``, then RFC 4648 base32 in lower case without padding, which the standard library's
+codec does once lower-cased and unpadded). That is about sixty lines, not worth a runtime
+dependency; the tests check them against the ``multiformats`` package and kubo's output.
 Only what verinfer writes is accepted: version 1, codecs raw and dag-pb, sha2-256.
 """
 

@@ -10,7 +10,8 @@ import typer
 from verinfer.cli_common import JsonOption, console, emit_json
 from verinfer.errors import StoreError
 from verinfer.store.cid import CID
-from verinfer.store.ipfs import STORE_ENV, open_store
+from verinfer.store.ipfs import STORE_ENV, IpfsStore, open_store
+from verinfer.store.local import LocalStore, Store
 
 app = typer.Typer(
     help="Content-addressed blobs: CIDv1 (sha2-256), in the local store or on an IPFS node.",
@@ -39,7 +40,7 @@ def put(
     if json_out:
         emit_json({"cid": str(cid), "size": size})
         return
-    console.print(f"[green]stored[/] {file} ({size:,} bytes) in {backend!r}")
+    console.print(f"[green]stored[/] {file} ({size:,} bytes) in {_where(backend)}")
     typer.echo(str(cid))
 
 
@@ -64,4 +65,14 @@ def get(
     if json_out:
         emit_json({"cid": str(parsed), "size": size, "path": str(output)})
         return
-    console.print(f"[green]verified[/] {parsed} -> {output} ({size:,} bytes)")
+    console.print(
+        f"[green]verified[/] {parsed} -> {output} ({size:,} bytes) from {_where(backend)}"
+    )
+
+
+def _where(backend: Store) -> str:
+    if isinstance(backend, LocalStore):
+        return f"the local store {backend.root}"
+    if isinstance(backend, IpfsStore):
+        return f"the IPFS node {backend.api_url}"
+    return repr(backend)

@@ -24,7 +24,6 @@ from verinfer.store.cid import CID, DAG_PB, RAW, decode_varint, encode_varint
 
 CHUNK_SIZE = 262_144  # kubo's default chunker, size-262144
 MAX_LINKS = 174  # boxo's DefaultLinksPerBlock: 8 KiB / 47-byte links
-MAX_BLOCK_SIZE = 1_048_576 + 4096  # refuse to decode anything much larger than a kubo block
 MAX_DEPTH = 16  # 174**16 chunks is far beyond any file; deeper DAGs are hostile
 
 UNIXFS_RAW = 0
