@@ -56,15 +56,17 @@ def demo(json_out: JsonOption = False) -> None:
     console.print(
         f"[green]model[/]     digits MLP {state} as model {result.model_id}, cid {result.cid}"
     )
-    console.print(
-        "\nLook next:\n"
-        f"  verinfer model show {result.model_id}      # the model as recorded on-chain\n"
-        "  verinfer model list                # every registered model\n"
-        f"  verinfer store get {result.cid} -o model.onnx\n"
-        "  verinfer devnet status             # the local chain\n"
-        "  verinfer devnet stop               # stop it (state is kept)\n"
-        "Guide: docs/quickstart.md"
-    )
+    steps = [
+        (f"verinfer model show {result.model_id}", "the model as recorded on-chain"),
+        ("verinfer model list", "every registered model"),
+        (f"verinfer store get {result.cid} -o model.onnx", "the file, checked against its CID"),
+        ("verinfer devnet status", "the local chain"),
+        ("verinfer devnet stop", "stop it (its state is kept)"),
+    ]
+    console.print("\nLook next (after `source .venv/bin/activate` in a checkout):")
+    for command, why in steps:
+        console.print(f"  {command}\n      [dim]# {why}[/]")
+    console.print("Guide: docs/quickstart.md")
 
 
 def main() -> None:
