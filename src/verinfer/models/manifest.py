@@ -23,6 +23,9 @@ class Manifest:
     spec: OnnxSpec
     license: str
     parent: int
+    program_cid: str = ""
+    program_hash: str = ""
+    weights_root: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +37,11 @@ class Manifest:
                 "opset": self.spec.opset,
                 "ir_version": self.spec.ir_version,
                 "ops": sorted(self.spec.op_types),
+            },
+            "program": {
+                "cid": self.program_cid,
+                "program_hash": self.program_hash,
+                "weights_root": self.weights_root,
             },
             "inputs": [_tensor(t) for t in self.spec.inputs],
             "outputs": [_tensor(t) for t in self.spec.outputs],

@@ -1,0 +1,145 @@
+"""Run a Program: quantize inputs, execute every step in integers, commit the trace.
+
+Each kernel returns int64 values; the executor alone saturates them to the output tensor's
+range (reporting how many were clamped) and checks shapes, so no kernel can wrap silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import structlog
+from numpy.typing import NDArray
+
+from verinfer.errors import ModelError
+from verinfer.runtime.commit import commit_list, tensor_leaf, tensor_root
+from verinfer.runtime.fixed import ACT_MAX, INT32_MAX, IntArray, dequantize, quantize_real, saturate
+from verinfer.runtime.ops import KERNELS
+from verinfer.runtime.program import Program, Tensor
+
+log = structlog.get_logger(__name__)
+
+
+class RuntimeInputError(ModelError):
+    """An input has the wrong name, shape, dtype, or holds NaN/inf."""
+
+
+@dataclass
+class Execution:
+    """The result of one run: every tensor's integer values, outputs, and the trace root."""
+
+    program: Program
+    values: dict[str, IntArray]  # inputs and every step output, int64
+    saturated: dict[str, int]  # tensor name -> how many values were clamped
+
+    @property
+    def outputs_q(self) -> list[NDArray[np.int32]]:
+        return [self.values[t.name].astype(np.int32) for t in self.program.outputs]
+
+    @property
+    def outputs(self) -> list[NDArray[np.float64]]:
+        return [dequantize(self.values[t.name], t.scale) for t in self.program.outputs]
+
+    def trace_tensors(self) -> list[Tensor]:
+        """The committed tensors in order: the quantized inputs, then each step's output."""
+        p = self.program
+        return [*p.inputs, *(p.tensors[s.output] for s in p.steps)]
+
+    @cached_property
+    def step_roots(self) -> list[str]:
+        return ["0x" + r.hex() for r in self._roots]
+
+    @cached_property
+    def _roots(self) -> list[bytes]:
+        return [tensor_root(self.values[t.name].astype(np.int32)) for t in self.trace_tensors()]
+
+    @cached_property
+    def trace_root(self) -> str:
+        leaves = [
+            tensor_leaf(root, t.shape, t.scale)
+            for root, t in zip(self._roots, self.trace_tensors(), strict=True)
+        ]
+        return "0x" + commit_list(leaves).hex()
+
+
+def _as_mapping(program: Program, inputs: Mapping[str, Any] | NDArray[Any]) -> Mapping[str, Any]:
+    if isinstance(inputs, Mapping):
+        return inputs
+    if len(program.inputs) != 1:
+        names = ", ".join(t.name for t in program.inputs)
+        raise RuntimeInputError(
+            f"the model has {len(program.inputs)} inputs ({names}); a single array was given",
+            hint="pass a dict {input name: array}",
+        )
+    return {program.inputs[0].name: inputs}
+
+
+def quantize_input(tensor: Tensor, value: Any) -> tuple[IntArray, int]:
+    """Check one input against its tensor and quantize it; returns (values, clamped count)."""
+    arr = np.asarray(value)
+    if arr.shape != tensor.shape:
+        raise RuntimeInputError(
+            f"input {tensor.name!r} has shape {arr.shape}, the program expects {tensor.shape}",
+            hint="reshape the input, or compile the model for this shape (--batch)",
+        )
+    if tensor.kind == "int":
+        if arr.dtype.kind not in "iub":
+            raise RuntimeInputError(
+                f"input {tensor.name!r} must hold integers, got {arr.dtype}",
+                hint="pass token ids / indices as an integer array",
+            )
+        q = arr.astype(np.int64)
+        if q.size and (q.max() > INT32_MAX or q.min() < -INT32_MAX):
+            raise RuntimeInputError(f"input {tensor.name!r} has values outside int32")
+        return q, 0
+    if arr.dtype.kind not in "fiu":
+        raise RuntimeInputError(f"input {tensor.name!r} must be numeric, got {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise RuntimeInputError(
+            f"input {tensor.name!r} contains NaN or infinity",
+            hint="clean the input: the fixed-point runtime has no NaN",
+        )
+    return saturate(quantize_real(arr, tensor.scale), ACT_MAX)
+
+
+def execute(
+    program: Program, inputs: Mapping[str, Any] | NDArray[Any], *, trace: bool = True
+) -> Execution:
+    given = _as_mapping(program, inputs)
+    unknown = set(given) - {t.name for t in program.inputs}
+    if unknown:
+        raise RuntimeInputError(
+            f"unknown input(s): {', '.join(sorted(unknown))}",
+            hint="inputs are: " + ", ".join(t.name for t in program.inputs),
+        )
+    values: dict[str, IntArray] = {}
+    saturated: dict[str, int] = {}
+    for tensor in program.inputs:
+        if tensor.name not in given:
+            raise RuntimeInputError(f"missing input {tensor.name!r}")
+        values[tensor.name], clamped = quantize_input(tensor, given[tensor.name])
+        if clamped:
+            saturated[tensor.name] = clamped
+    for step in program.steps:
+        args = [values[n] if n in values else program.const(n) for n in step.inputs]
+        out_tensor = program.tensors[step.output]
+        out = KERNELS[step.op](step, args, program)
+        if out.shape != out_tensor.shape:
+            raise ModelError(
+                f"step {step.op} ({step.node}) produced shape {out.shape}, "
+                f"expected {out_tensor.shape}: a compiler bug"
+            )
+        out, clamped = saturate(out, ACT_MAX if out_tensor.kind == "fx" else INT32_MAX)
+        if clamped:
+            saturated[step.output] = clamped
+        values[step.output] = out
+    if saturated:
+        log.warning("runtime.saturated", tensors=saturated)
+    execution = Execution(program, values, saturated)
+    if trace:
+        _ = execution.trace_root
+    return execution

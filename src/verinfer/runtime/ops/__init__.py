@@ -1,0 +1,62 @@
+"""The op table: how each ONNX op lowers to integer steps, and how each step executes.
+
+A *lowering* (compile time) turns one ONNX node into steps, choosing scales and proving
+bounds; a *kernel* (run time) executes one step on int64 arrays. Modules register both with
+the decorators below; importing this package imports every op module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from verinfer.runtime.fixed import IntArray
+
+if TYPE_CHECKING:
+    import onnx
+
+    from verinfer.runtime.compiler import CompileContext
+    from verinfer.runtime.program import Program, Step
+
+Kernel = Callable[["Step", list[IntArray], "Program"], IntArray]
+Lowering = Callable[["onnx.NodeProto", "CompileContext"], None]
+
+KERNELS: dict[str, Kernel] = {}
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def kernel(name: str) -> Callable[[Kernel], Kernel]:
+    def register(fn: Kernel) -> Kernel:
+        KERNELS[name] = fn
+        return fn
+
+    return register
+
+
+def lowering(*onnx_ops: str) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        for op in onnx_ops:
+            LOWERINGS[op] = fn
+        return fn
+
+    return register
+
+
+def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
+    """An ONNX node attribute as a Python value (ints, floats, lists, strings)."""
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            value = helper.get_attribute_value(a)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+from verinfer.runtime.ops import (  # noqa: E402,F401  (registration side effects)
+    elementwise,
+    linear,
+    nonlinear,
+    pooling,
+    shape,
+)

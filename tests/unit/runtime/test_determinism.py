@@ -1,0 +1,51 @@
+"""Bit-identical trace roots across repeated runs, fresh processes and BLAS thread counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from verinfer.runtime.testmodels import TEST_MODELS
+
+SCRIPT = """
+import json, sys
+from verinfer.runtime.testmodels import TEST_MODELS
+out = {}
+for name in sys.argv[1:]:
+    model = TEST_MODELS[name]
+    program = model.compile()
+    out[name] = [program.program_hash, program.run(model.feed()).trace_root]
+print(json.dumps(out))
+"""
+
+
+def roots_in_subprocess(threads: int) -> dict[str, list[str]]:
+    env = {**os.environ}
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *sorted(TEST_MODELS)],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_same_roots_with_one_and_two_blas_threads_in_fresh_processes() -> None:
+    one, two = roots_in_subprocess(1), roots_in_subprocess(2)
+    assert one == two
+    for name, model in TEST_MODELS.items():  # and the same as in this process
+        program = model.compile()
+        assert one[name] == [program.program_hash, program.run(model.feed()).trace_root]
+
+
+@pytest.mark.parametrize("name", sorted(TEST_MODELS))
+def test_repeated_runs_are_identical(name: str) -> None:
+    model = TEST_MODELS[name]
+    program = model.compile()
+    roots = {program.run(model.feed()).trace_root for _ in range(3)}
+    assert len(roots) == 1
+    assert model.compile().program_hash == program.program_hash  # compiling is deterministic
