@@ -3,8 +3,8 @@ in one run: every test model at batch 1 and 64, and MiniLM (L=128) at batch 1.
 
     .venv/bin/python benchmarks/bench_runtime.py [--repeat N] [--skip-minilm]
 
-For each: onnxruntime latency, verinfer execution latency (trace off), trace commitment time
-(every step's tensor Merkle root plus trace_root), and the ratios the targets are stated in.
+For each: onnxruntime latency, verinfer latency without and with the trace commitment (every
+step's tensor Merkle root and trace_root), and the ratios the targets are stated in. Medians.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import numpy as np
 import onnxruntime as ort
 
 from verinfer.runtime import Program, compile_model
-from verinfer.runtime.executor import Execution
 from verinfer.runtime.testmodels import TEST_MODELS
 
 
@@ -33,15 +32,6 @@ def median_ms(fn: Callable[[], Any], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
-
-
-def commit_ms(execution: Execution, repeat: int) -> float:
-    def commit() -> None:
-        for attr in ("_roots", "step_roots", "trace_root"):
-            execution.__dict__.pop(attr, None)
-        _ = execution.trace_root
-
-    return median_ms(commit, repeat)
 
 
 def batched(feed: dict[str, Any], batch: int) -> dict[str, Any]:
@@ -56,16 +46,46 @@ def measure(
     label: str, onnx_path: Any, program: Program, feed: dict[str, Any], repeat: int
 ) -> None:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    # No spinning: idle onnxruntime threads would otherwise steal the cores verinfer runs on.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx_path), options, ["CPUExecutionProvider"])
     ort_ms = median_ms(lambda: session.run(None, feed), repeat)
     run_ms = median_ms(lambda: program.run(feed, trace=False), repeat)
-    execution = program.run(feed, trace=False)
-    trace_ms = commit_ms(execution, repeat)
+    traced_ms = median_ms(lambda: program.run(feed, trace=True).trace_root, repeat)
+    extra = traced_ms - run_ms
     print(
-        f"| {label} | {ort_ms:.3f} | {run_ms:.3f} | {run_ms / ort_ms:.2f}x | {trace_ms:.3f} | "
-        f"{100 * trace_ms / run_ms:.0f}% |"
+        f"| {label} | {ort_ms:.3f} | {run_ms:.3f} | {run_ms / ort_ms:.2f}x | {traced_ms:.3f} | "
+        f"{100 * extra / run_ms:+.0f}% |"
     )
+
+
+def accuracy() -> None:
+    """Max abs error against onnxruntime on each committed sample, next to the tolerance the
+    tests assert, and MiniLM's cosine similarity on the 20 test sentences."""
+    print("\n| model | outputs max abs | max abs error | tolerance asserted | output scale |")
+    print("|---|---|---|---|---|")
+    for name, model in TEST_MODELS.items():
+        program = model.compile()
+        feed = dict(model.feed())
+        expected = ort.InferenceSession(str(model.onnx)).run(None, feed)
+        ours = program.run(feed, trace=False).outputs
+        for tensor, got, want in zip(program.outputs, ours, expected, strict=True):
+            err = float(np.max(np.abs(got - want)))
+            print(
+                f"| {name}/{tensor.name} | {float(np.max(np.abs(want))):.3g} | {err:.2e} | "
+                f"{model.tolerance:.0e} | 2^-{tensor.scale} |"
+            )
+
+
+def minilm_cosine(program: Program, path: Any, feeds: list[dict[str, Any]]) -> None:
+    session = ort.InferenceSession(str(path))
+    cos = []
+    for feed in feeds:
+        a = program.run(feed, trace=False).outputs[0][0]
+        b = session.run(None, feed)[0][0]
+        cos.append(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
+    print(f"\nMiniLM: cosine similarity with onnxruntime over {len(cos)} sentences: "
+          f"min {min(cos):.6f}, mean {statistics.mean(cos):.6f}")  # fmt: skip
 
 
 def main() -> None:
@@ -77,7 +97,10 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"numpy {np.__version__}, onnxruntime {ort.__version__}"
     )
-    print("| model, batch | onnxruntime ms | verinfer ms | ratio | trace commit ms | commit/exec |")
+    print(
+        "| model, batch | onnxruntime ms | verinfer ms (no trace) | ratio | verinfer ms with "
+        "trace_root | trace overhead |"
+    )
     print("|---|---|---|---|---|---|")
     for name, model in TEST_MODELS.items():
         for batch in (1, 64):
@@ -90,8 +113,11 @@ def main() -> None:
         path = cached_minilm_onnx(128, 17)
         tok = Tokenizer()
         feeds = [tok.encode(s, 128) for s in SENTENCES]
-        program = compile_model(path, feeds[:4])
+        program = compile_model(path, feeds)
         measure("MiniLM L=128, 1", path, program, feeds[0], max(args.repeat // 10, 3))
+    accuracy()
+    if not args.skip_minilm:
+        minilm_cosine(program, path, feeds)
 
 
 if __name__ == "__main__":

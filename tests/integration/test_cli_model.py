@@ -19,6 +19,7 @@ from verinfer.chain.devnet import DevnetInfo, free_port
 from verinfer.cli import app
 from verinfer.home import store_dir
 from verinfer.models.registry import RegistryClient
+from verinfer.runtime import compile_model
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +79,11 @@ def test_add_then_show_reads_the_same_fields_back(cli: Chain) -> None:
     }
     assert back["input_shapes"] == [[1, 64]] and back["output_shapes"] == [[1, 10]]
     assert back["owner"] == dev_account(0).address and back["modes"] == ["none"]
+    program = compile_model(DIGITS)  # model add compiled it and registered its hashes
+    assert (back["program_hash"], back["weights_root"]) == (
+        program.program_hash, program.weights_root,
+    )  # fmt: skip
+    assert out["program_hash"] == program.program_hash
     fetched = verinfer("store", "get", out["cid"], "-o", str(store_dir().parent / "back.onnx"))
     assert fetched.exit_code == 0, fetched.output
     assert (store_dir().parent / "back.onnx").read_bytes() == DIGITS.read_bytes()

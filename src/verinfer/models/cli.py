@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,12 +112,12 @@ def add(
         )
         manifest_cid = str(store.put(manifest.to_bytes()))
         progress.update(step, description="registering on-chain")
-        model = ModelInput(
-            **{
-                **draft.__dict__,
-                "cid": cid,
-                "metadata_uri": metadata_uri or f"ipfs://{manifest_cid}",
-            }
+        model = replace(
+            draft,
+            cid=cid,
+            program_hash=program.program_hash,
+            weights_root=program.weights_root,
+            metadata_uri=metadata_uri or f"ipfs://{manifest_cid}",
         )
         model_id, receipt = ctx.registry.register(model)
     result = {

@@ -7,13 +7,15 @@ range (reporting how many were clamped) and checks shapes, so no kernel can wrap
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import structlog
 from numpy.typing import NDArray
+from threadpoolctl import ThreadpoolController
 
 from verinfer.errors import ModelError
 from verinfer.runtime.commit import commit_list, tensor_leaf, tensor_root
@@ -35,6 +37,7 @@ class Execution:
     program: Program
     values: dict[str, IntArray]  # inputs and every step output, int64
     saturated: dict[str, int]  # tensor name -> how many values were clamped
+    pending_roots: dict[str, Future[bytes]] = field(default_factory=dict, repr=False)
 
     @property
     def outputs_q(self) -> list[NDArray[np.int32]]:
@@ -55,7 +58,11 @@ class Execution:
 
     @cached_property
     def _roots(self) -> list[bytes]:
-        return [tensor_root(self.values[t.name].astype(np.int32)) for t in self.trace_tensors()]
+        pending, self.pending_roots = self.pending_roots, {}
+        return [
+            pending[t.name].result() if t.name in pending else _root(self.values[t.name])
+            for t in self.trace_tensors()
+        ]
 
     @cached_property
     def trace_root(self) -> str:
@@ -64,6 +71,18 @@ class Execution:
             for root, t in zip(self._roots, self.trace_tensors(), strict=True)
         ]
         return "0x" + commit_list(leaves).hex()
+
+
+def _root(values: IntArray) -> bytes:
+    return tensor_root(values.astype(np.int32))
+
+
+# Large tensors are hashed on a second thread while the next steps execute: the keccak C
+# extension releases the GIL. BLAS then gets one thread, leaving a core to the hasher; on two
+# cores this costs MiniLM ~15% instead of ~110% (BENCHMARKS.md). Results are exact either way.
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verinfer-trace")
+_BACKGROUND_MIN_VALUES = 16_384
+_BLAS = ThreadpoolController()
 
 
 def _as_mapping(program: Program, inputs: Mapping[str, Any] | NDArray[Any]) -> Mapping[str, Any]:
@@ -109,6 +128,16 @@ def quantize_input(tensor: Tensor, value: Any) -> tuple[IntArray, int]:
 def execute(
     program: Program, inputs: Mapping[str, Any] | NDArray[Any], *, trace: bool = True
 ) -> Execution:
+    background = trace and any(t.size >= _BACKGROUND_MIN_VALUES for t in program.tensors.values())
+    if not background:
+        return _execute(program, inputs, trace=trace, background=False)
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return _execute(program, inputs, trace=trace, background=True)
+
+
+def _execute(
+    program: Program, inputs: Mapping[str, Any] | NDArray[Any], *, trace: bool, background: bool
+) -> Execution:
     given = _as_mapping(program, inputs)
     unknown = set(given) - {t.name for t in program.inputs}
     if unknown:
@@ -118,6 +147,7 @@ def execute(
         )
     values: dict[str, IntArray] = {}
     saturated: dict[str, int] = {}
+    pending: dict[str, Future[bytes]] = {}
     for tensor in program.inputs:
         if tensor.name not in given:
             raise RuntimeInputError(f"missing input {tensor.name!r}")
@@ -137,9 +167,11 @@ def execute(
         if clamped:
             saturated[step.output] = clamped
         values[step.output] = out
+        if background and out.size >= _BACKGROUND_MIN_VALUES:
+            pending[step.output] = _HASHER.submit(_root, out)
     if saturated:
         log.warning("runtime.saturated", tensors=saturated)
-    execution = Execution(program, values, saturated)
+    execution = Execution(program, values, saturated, pending)
     if trace:
-        _ = execution.trace_root
+        _ = execution.trace_root  # joins the background hashing before BLAS threads return
     return execution

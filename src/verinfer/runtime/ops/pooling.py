@@ -114,6 +114,16 @@ def _windows(step: Step, x: IntArray, fill: int) -> np.ndarray:
     return windows(x4, a["kernel"], a["strides"], a["dilations"], a["pads"], fill=fill)
 
 
+def _taps(step: Step, x: IntArray, fill: int) -> list[np.ndarray]:
+    """The window as kh·kw strided views of the padded input, one per kernel position.
+
+    Reducing across these few views is the same as reducing each window (as `_windows` does),
+    but numpy does it an order of magnitude faster than a reduction over small window axes."""
+    win = _windows(step, x, fill)
+    kh, kw = win.shape[-2:]
+    return [win[..., i, j] for i in range(kh) for j in range(kw)]
+
+
 @lowering("MaxPool")
 def lower_maxpool(node: onnx.NodeProto, ctx: CompileContext) -> None:
     geometry = _geometry(node, ctx)
@@ -123,7 +133,10 @@ def lower_maxpool(node: onnx.NodeProto, ctx: CompileContext) -> None:
 
 @kernel("max_pool")
 def run_max_pool(step: Step, args: list[IntArray], program: Program) -> IntArray:
-    out: IntArray = _windows(step, args[0], POOL_FILL).max(axis=(-2, -1))
+    taps = _taps(step, args[0], POOL_FILL)
+    out: IntArray = taps[0].copy()
+    for tap in taps[1:]:
+        np.maximum(out, tap, out=out)
     return out.reshape(program.tensors[step.output].shape)
 
 
@@ -146,7 +159,10 @@ def lower_avgpool(node: onnx.NodeProto, ctx: CompileContext) -> None:
 @kernel("avg_pool")
 def run_avg_pool(step: Step, args: list[IntArray], program: Program) -> IntArray:
     a = step.attrs
-    sums: IntArray = _windows(step, args[0], 0).sum(axis=(-2, -1))
+    taps = _taps(step, args[0], 0)
+    sums: IntArray = taps[0].copy()
+    for tap in taps[1:]:
+        sums += tap
     (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["strides"], a["dilations"]
     if a["count_include_pad"]:
         counts: IntArray | int = kh * kw

@@ -117,8 +117,11 @@ def run_transpose(step: Step, args: list[IntArray], program: Program) -> IntArra
 @lowering("Concat")
 def lower_concat(node: onnx.NodeProto, ctx: CompileContext) -> None:
     out_shape = ctx.shape(node.output[0])
+    if attr(node, "axis") is None:
+        raise ctx.fail("the axis attribute is missing")
     axis = norm_axis(ctx, int(attr(node, "axis")), len(out_shape))
-    names = [n for n in node.input if n]
+    # Empty constant inputs add nothing (and an empty constant cannot be committed).
+    names = [n for n in node.input if n and not (ctx.is_const(n) and ctx.const(n).size == 0)]
     acts = [ctx.tensor(n) for n in names if not ctx.is_const(n)]
     if not acts:
         raise ctx.fail("every input is a constant (it should have been folded)")
