@@ -7,6 +7,7 @@ fails for the whole reduction, it is split into chunks that each pass, summed in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -242,7 +243,7 @@ def run_conv2d(step: Step, args: list[IntArray], program: Program) -> IntArray:
     return shr_round(np.ascontiguousarray(acc), a["shift"])
 
 
-def _depthwise(x: IntArray, w: IntArray, a: dict[str, Any]) -> IntArray:
+def _depthwise(x: IntArray, w: IntArray, a: Mapping[str, Any]) -> IntArray:
     """Σ over the kernel taps of shifted inputs times one weight per channel (exact int64)."""
     top, left, bottom, right = a["pads"]
     xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
