@@ -19,8 +19,9 @@ import httpx
 import structlog
 
 from verinfer.errors import ConfigError, StoreError
+from verinfer.fsutil import atomic_output
 from verinfer.store.cid import CID, RAW
-from verinfer.store.local import LocalStore, Store, atomic_output, open_input
+from verinfer.store.local import LocalStore, Store, open_input
 from verinfer.store.unixfs import CHUNK_SIZE, FileBuilder, build_stream
 
 log = structlog.get_logger(__name__)

@@ -10,17 +10,14 @@ A crash may leave orphan leaves or a dot-prefixed ``.tmp`` file behind; neither 
 from __future__ import annotations
 
 import itertools
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
 import structlog
 
 from verinfer.errors import StoreError
-from verinfer.fsutil import write_atomic
+from verinfer.fsutil import atomic_output, write_atomic
 from verinfer.home import store_dir
 from verinfer.store.cid import CID, RAW
 from verinfer.store.unixfs import FileBuilder, build_stream, iter_file
@@ -53,25 +50,6 @@ class Store(Protocol):
     def get_to_file(self, cid: CID | str, path: Path) -> int:
         """Write the verified bytes of ``cid`` to ``path`` atomically; return the size."""
         ...
-
-
-@contextmanager
-def atomic_output(path: Path) -> Iterator[BinaryIO]:
-    """A binary file that appears at ``path`` only if the block exits cleanly (fsync + rename).
-
-    The streaming sibling of ``verinfer.fsutil.write_atomic``, for outputs too big to hold.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def open_input(path: Path) -> BinaryIO:
