@@ -12,6 +12,7 @@ from rich.table import Table
 
 from verinfer.chain.client import Chain
 from verinfer.chain.connect import connect, deployed_address
+from verinfer.chain.deployments import AddressBook
 from verinfer.chain.token import Token, format_units, parse_units
 from verinfer.cli_common import JsonOption, KeystoreOption, RpcUrlOption, console, emit_json, out
 from verinfer.models.manifest import Manifest
@@ -40,7 +41,8 @@ class _Registry:
     def record_json(self, record: ModelRecord) -> dict[str, Any]:
         data = record.to_dict()
         data["price_display"] = self.price_text(record.price)
-        data["tx"] = self.registry.registration_tx(record.model_id)
+        deployed_at = AddressBook.load(self.chain.chain_id).block
+        data["tx"] = self.registry.registration_tx(record.model_id, from_block=deployed_at)
         return data
 
 

@@ -199,10 +199,13 @@ class RegistryClient:
                 hint="check --parent with `verinfer model list`",
             )
 
-    def registration_tx(self, model_id: int) -> str | None:
-        """The hash of the transaction that registered ``model_id`` (from its event log)."""
+    def registration_tx(self, model_id: int, from_block: int = 0) -> str | None:
+        """The hash of the transaction that registered ``model_id`` (from its event log).
+
+        ``from_block``: the registry's deployment block, so the scan stays short on real chains.
+        """
         logs = self.contract.events.ModelRegistered().get_logs(
-            from_block=0, argument_filters={"modelId": model_id}
+            from_block=from_block, argument_filters={"modelId": model_id}
         )
         return logs[0]["transactionHash"].to_0x_hex() if logs else None
 
