@@ -104,6 +104,17 @@ contract ModelRegistry is ERC721, IModelRegistry {
     }
 
     /// @inheritdoc IModelRegistry
+    function terms(uint256 modelId)
+        external
+        view
+        returns (uint256 price, uint16 royaltyBps, uint8 modes, bool deprecated)
+    {
+        _checkExists(modelId);
+        Model storage m = _models[modelId];
+        return (m.price, m.royaltyBps, m.modes, m.deprecated);
+    }
+
+    /// @inheritdoc IModelRegistry
     function modelCount() external view returns (uint256) {
         return _count;
     }

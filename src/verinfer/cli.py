@@ -10,7 +10,9 @@ import typer
 from verinfer import __version__
 from verinfer.chain.cli import deploy, devnet_app
 from verinfer.cli_common import JsonOption, VerinferGroup, configure_logging, console, emit_json
+from verinfer.client_cli import app as request_app
 from verinfer.models.cli import app as model_app
+from verinfer.node.cli import app as node_app
 from verinfer.runtime.cli import app as runtime_app
 from verinfer.store.cli import app as store_app
 
@@ -25,6 +27,8 @@ app.add_typer(devnet_app, name="devnet")
 app.add_typer(store_app, name="store")
 app.add_typer(model_app, name="model")
 app.add_typer(runtime_app, name="runtime")
+app.add_typer(node_app, name="node")
+app.add_typer(request_app, name="request")
 app.command("deploy")(deploy)
 
 

@@ -84,6 +84,13 @@ interface IModelRegistry {
     /// @notice Who receives the royalty on `fee` and how much: the token owner, fee * bps / 10,000.
     function royaltyInfo(uint256 modelId, uint256 fee) external view returns (address recipient, uint256 amount);
 
+    /// @notice The commercial terms of a model in one cheap call (for the coordinator); reverts with
+    /// VerinferUnknownModel for an unknown id.
+    function terms(uint256 modelId)
+        external
+        view
+        returns (uint256 price, uint16 royaltyBps, uint8 modes, bool deprecated);
+
     /// @notice How many models were registered (the highest id).
     function modelCount() external view returns (uint256);
 }

@@ -13,7 +13,12 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import Contract, ContractFunction
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    TransactionNotFound,
+    Web3RPCError,
+)
 from web3.types import TxReceipt
 
 from verinfer.chain.artifacts import abi, load_artifact
@@ -24,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 GAS_MARGIN_NUM, GAS_MARGIN_DEN = 12, 10  # 20% above the estimate
 RECEIPT_TIMEOUT_S = 120
+PRUNED_RACE_ATTEMPTS = 5
 
 
 def _revert_data(exc: Exception) -> bytes | None:
@@ -72,10 +78,17 @@ class Chain:
 
     def call(self, fn: ContractFunction) -> Any:
         """A read-only call; reverts become typed exceptions."""
-        try:
-            return fn.call()
-        except (ContractCustomError, ContractLogicError) as exc:
-            raise self._decoded(exc) from exc
+        for attempt in range(PRUNED_RACE_ATTEMPTS):
+            try:
+                return fn.call()
+            except (ContractCustomError, ContractLogicError) as exc:
+                raise self._decoded(exc) from exc
+            except Web3RPCError as exc:
+                # A pruning RPC (anvil --prune-history) resolves "latest" to a block and may
+                # drop its state when the next block lands mid-call: read again.
+                if "BlockOutOfRange" not in str(exc) or attempt == PRUNED_RACE_ATTEMPTS - 1:
+                    raise
+        raise ChainError("unreachable")  # pragma: no cover
 
     def transact(self, fn: ContractFunction, *, value: int = 0) -> TxReceipt:
         """Simulate, sign, send and wait; a revert at any stage raises a typed exception."""
@@ -106,7 +119,10 @@ class Chain:
             raise ChainError(f"the RPC refused the transaction: {exc}") from exc
         signed = account.sign_transaction(built)
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+        try:  # an automining devnet has the receipt at once: skip the 100 ms polling interval
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
         if receipt["status"] != 1:
             raise ChainError(f"transaction {HexBytes(tx_hash).to_0x_hex()} reverted on-chain")
         return receipt

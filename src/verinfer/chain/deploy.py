@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -13,15 +14,60 @@ from verinfer.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 
+TUSD = 10**6  # TestUSD has 6 decimals, as USDC
+
+
+@dataclass(frozen=True)
+class SuiteParams:
+    """Staking and request parameters of a deployment; the defaults suit the devnet.
+
+    Amounts are token units of the payment token (6 decimals for TestUSD and USDC).
+    """
+
+    min_stake: int = 100 * TUSD
+    unbonding_delay_s: int = 24 * 3600
+    protocol_fee_bps: int = 200
+    assignment_window_s: int = 60
+    reveal_window_s: int = 120
+    min_deadline_s: int = 300
+    no_show_slash: int = 10 * TUSD
+    dissent_slash: int = 20 * TUSD
+    treasury: str | None = None  # None: the deployer
+
+    def validate(self) -> None:
+        if self.min_stake <= 0:
+            raise ConfigError(f"min_stake must be positive, got {self.min_stake}")
+        if not 0 <= self.protocol_fee_bps <= 1_000:
+            raise ConfigError(f"protocol_fee_bps {self.protocol_fee_bps} is not in 0..1000")
+        for name in ("assignment_window_s", "reveal_window_s", "min_deadline_s"):
+            value = getattr(self, name)
+            if not 0 < value < 2**24:
+                raise ConfigError(f"{name} {value} is not in 1..{2**24 - 1} seconds")
+        if self.min_deadline_s < self.assignment_window_s + self.reveal_window_s:
+            raise ConfigError(
+                "min_deadline_s is shorter than the assignment and reveal windows together",
+                hint="consensus requests could never be made with the shortest deadline",
+            )
+        for name in ("no_show_slash", "dissent_slash"):
+            if not 0 <= getattr(self, name) < 2**96:
+                raise ConfigError(f"{name} is not a uint96")
+
 
 def deploy_suite(
-    chain: Chain, *, payment_token: str | None = None, book_dir: Path | None = None
+    chain: Chain,
+    *,
+    payment_token: str | None = None,
+    book_dir: Path | None = None,
+    params: SuiteParams | None = None,
 ) -> AddressBook:
     """Deploy every contract; the devnet gets its own TestUSD as the payment token.
 
     On any other chain the payment token (e.g. USDC) must be given: TestUSD's faucet would be
-    useless there. The address book is written only after every deployment succeeded.
+    useless there. The coordinator is authorized as a slashing module of the NodeRegistry. The
+    address book is written only after every deployment succeeded.
     """
+    params = params or SuiteParams()
+    params.validate()
     book = AddressBook(chain_id=chain.chain_id, deployer=chain.address)
     if payment_token is None:
         if chain.chain_id != DEVNET_CHAIN_ID:
@@ -37,6 +83,22 @@ def deploy_suite(
     registry, receipt = chain.deploy("ModelRegistry")
     book.contracts["ModelRegistry"] = registry
     book.block = int(receipt["blockNumber"])
+    nodes, _ = chain.deploy(
+        "NodeRegistry", payment_token, params.min_stake, params.unbonding_delay_s, chain.address
+    )
+    book.contracts["NodeRegistry"] = nodes
+    coordinator, _ = chain.deploy(
+        "InferenceCoordinator",
+        registry,
+        nodes,
+        payment_token,
+        params.treasury or chain.address,
+        params.protocol_fee_bps,
+        [params.assignment_window_s, params.reveal_window_s, params.min_deadline_s],
+        [params.no_show_slash, params.dissent_slash],
+    )
+    book.contracts["InferenceCoordinator"] = coordinator
+    chain.transact(chain.contract("NodeRegistry", nodes).functions.setModule(coordinator, True))
     book.save(book_dir)
     log.info("suite.deployed", chain_id=chain.chain_id, contracts=book.contracts)
     return book

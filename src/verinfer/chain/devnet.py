@@ -26,6 +26,9 @@ from verinfer.home import devnet_dir
 DEVNET_CHAIN_ID = 31337
 HOST = "127.0.0.1"
 STATE_INTERVAL_S = 2
+# States kept in memory (none on disk): reads pinned a few blocks back, and "latest" reads
+# racing a new block, need more than the newest state (`--prune-history` alone keeps one).
+IN_MEMORY_STATES = 256
 READY_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
 _ANVIL_NPM_PATH = Path("tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
@@ -150,7 +153,7 @@ class Devnet:
             "--host", HOST,
             "--port", str(port),
             "--chain-id", str(DEVNET_CHAIN_ID),
-            "--prune-history",
+            "--prune-history", str(IN_MEMORY_STATES),
         ]  # fmt: skip
         if persist:
             cmd += ["--state", str(self.state_file), "--state-interval", str(STATE_INTERVAL_S)]

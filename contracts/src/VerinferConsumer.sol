@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {IInferenceCoordinator} from "./interfaces/IInferenceCoordinator.sol";
+import {IVerinferConsumer} from "./interfaces/IVerinferConsumer.sol";
+
+/// @title VerinferConsumer
+/// @notice Base for a dApp that asks verinfer for inferences: inherit it, call
+/// `_requestInference`, and override `_onInference` to receive the output.
+/// @dev The contract pays the fee from its own token balance: fund it with the payment token.
+/// Refunds (unanswered requests, unpaid node fees, slashed stake) accrue to this contract's
+/// balance in the coordinator; `_withdrawRefunds` pulls them.
+abstract contract VerinferConsumer is IVerinferConsumer {
+    using SafeERC20 for IERC20;
+
+    /// @notice The coordinator that this consumer trusts for callbacks.
+    IInferenceCoordinator public immutable COORDINATOR;
+    /// @notice The coordinator's payment token.
+    IERC20 public immutable PAYMENT_TOKEN;
+
+    /// @notice `onInference` was called by `caller`, not by the COORDINATOR.
+    error VerinferOnlyCoordinator(address caller);
+
+    /// @param coordinator_ The InferenceCoordinator.
+    constructor(address coordinator_) {
+        COORDINATOR = IInferenceCoordinator(coordinator_);
+        PAYMENT_TOKEN = IERC20(IInferenceCoordinator(coordinator_).paymentToken());
+    }
+
+    /// @notice Called by the coordinator with the delivered output; forwards to `_onInference`.
+    /// @param requestId The id `_requestInference` returned.
+    /// @param output The output tensors in the verinfer tensor encoding (see TensorCodec).
+    function onInference(uint256 requestId, bytes calldata output) external {
+        if (msg.sender != address(COORDINATOR)) revert VerinferOnlyCoordinator(msg.sender);
+        _onInference(requestId, output);
+    }
+
+    /// @dev Approves the coordinator for `maxFee` and submits the request; the coordinator pulls
+    /// the actual fee (at most `maxFee`). See IInferenceCoordinator.request for the parameters.
+    function _requestInference(
+        uint256 modelId,
+        bytes memory input,
+        uint8 mode,
+        uint256 maxFee,
+        uint64 deadline,
+        uint32 callbackGasLimit,
+        uint8 redundancy
+    ) internal returns (uint256 requestId) {
+        PAYMENT_TOKEN.forceApprove(address(COORDINATOR), maxFee);
+        return COORDINATOR.request(modelId, input, mode, maxFee, deadline, callbackGasLimit, redundancy);
+    }
+
+    /// @dev Pulls what the coordinator owes this contract (refunds), if anything.
+    function _withdrawRefunds() internal returns (uint256 amount) {
+        amount = COORDINATOR.balanceOf(address(this));
+        if (amount != 0) COORDINATOR.withdraw();
+    }
+
+    /// @dev Override to use the output. Runs with the request's callbackGasLimit; a revert here
+    /// does not undo the delivery (the coordinator emits CallbackFailed).
+    function _onInference(uint256 requestId, bytes calldata output) internal virtual;
+}

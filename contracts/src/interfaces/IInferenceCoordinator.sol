@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title IInferenceCoordinator
+/// @notice Escrowed inference requests answered by staked nodes. Modes: 1 none (one node's
+/// word), 2 consensus (k nodes commit-reveal, majority delivered). Payments are pull-based.
+interface IInferenceCoordinator {
+    enum Status {
+        None,
+        Pending, // waiting for an answer (none) or for commits (consensus)
+        Revealing, // consensus: reveals are open, no majority yet
+        Fulfilled, // the output was delivered (consensus: payments settle at close)
+        Refunded // no result: the escrow went back to the requester
+    }
+
+    /// @notice A request as `getRequest` returns it. After settlement the fee fields read 0
+    /// (storage is cleared for the gas refund); requester, mode, status and times remain.
+    struct Request {
+        address requester; // the consumer contract (or EOA) that pays and is called back
+        uint64 deadline; // no result by then: refund and slash
+        uint32 callbackGasLimit;
+        uint8 mode;
+        uint8 redundancy; // k for consensus, 1 for none
+        Status status;
+        uint96 escrow; // what the requester paid and may get back
+        uint96 nodeFee; // per answering node
+        uint64 assignedUntil; // only assigned nodes may answer before this time
+        uint64 revealDeadline; // consensus: reveals after this are too late
+        uint256 modelId;
+        bytes32 inputHash; // keccak256 of the input bytes (the input itself is in the event)
+    }
+
+    /// @notice Consensus bookkeeping: bit i is the i-th assigned node (assignment order).
+    struct Ballot {
+        uint8 committed;
+        uint8 revealed;
+        uint8 majority; // 1 + index of a node whose revealed output was delivered; 0 = none yet
+        bool closed; // payments and slashes are settled
+    }
+
+    event InferenceRequested(
+        uint256 indexed requestId,
+        uint256 indexed modelId,
+        address indexed requester,
+        uint8 mode,
+        address[] assigned,
+        uint64 deadline,
+        uint256 fee,
+        bytes input
+    );
+    event Committed(uint256 indexed requestId, address indexed node);
+    event Revealed(uint256 indexed requestId, address indexed node, bytes32 outputHash);
+    event InferenceFulfilled(uint256 indexed requestId, bytes32 outputHash, bytes output);
+    event CallbackFailed(uint256 indexed requestId, bytes reason);
+    event ConsensusClosed(uint256 indexed requestId, bool delivered, uint8 agreeing);
+    event Refunded(uint256 indexed requestId, uint256 amount);
+    event Paid(address indexed account, uint256 amount);
+    event ProtocolFeeUpdated(address treasury, uint16 protocolFeeBps);
+    event TimingUpdated(uint24 assignmentWindow, uint24 revealWindow, uint24 minDeadline);
+    event SlashAmountsUpdated(uint96 noShowSlash, uint96 dissentSlash);
+
+    error VerinferUnknownRequest(uint256 requestId);
+    error VerinferUnsupportedMode(uint8 mode);
+    error VerinferModelNotServable(uint256 modelId, uint8 mode);
+    error VerinferFeeAboveMax(uint256 fee, uint256 maxFee);
+    error VerinferNoEligibleNode(uint256 modelId, uint8 mode);
+    error VerinferInvalidRedundancy(uint8 redundancy);
+    error VerinferDeadlineTooSoon(uint64 deadline);
+    error VerinferDeadlineTooFar(uint64 deadline, uint64 max);
+    error VerinferEmptyInput();
+    error VerinferInputTooLarge(uint256 size, uint256 max);
+    error VerinferCallbackGasTooHigh(uint32 requested, uint32 max);
+    error VerinferWrongMode(uint256 requestId, uint8 mode);
+    error VerinferNotAssigned(uint256 requestId, address node);
+    error VerinferNotEligible(uint256 requestId, address node);
+    error VerinferWrongStatus(uint256 requestId, Status status);
+    error VerinferAlreadyCommitted(uint256 requestId, address node);
+    error VerinferNotCommitted(uint256 requestId, address node);
+    error VerinferAlreadyRevealed(uint256 requestId, address node);
+    error VerinferRevealNotOpen(uint256 requestId);
+    error VerinferWindowClosed(uint256 requestId);
+    error VerinferRevealMismatch(uint256 requestId, address node);
+    error VerinferDeadlinePassed(uint256 requestId);
+    error VerinferDeadlineNotPassed(uint256 requestId);
+    error VerinferInsufficientGas(uint256 available, uint256 required);
+    error VerinferNothingToWithdraw(address account);
+    error VerinferInvalidConfig(string field);
+
+    /// @notice Ask model `modelId` for an output. Pulls the fee (model price + node fee(s) +
+    /// protocol fee) from the caller, which must be at most `maxFee`.
+    /// @param modelId The ModelRegistry id.
+    /// @param input The input tensors in the verinfer tensor encoding (see TensorCodec).
+    /// @param mode 1 (none) or 2 (consensus).
+    /// @param maxFee The most the caller pays; `quote` gives a fee that never fails.
+    /// @param deadline Unix time after which an unanswered request is refundable.
+    /// @param callbackGasLimit Gas for the `onInference` callback (contracts only).
+    /// @param redundancy 1 for none; odd 3..7 for consensus.
+    /// @return requestId The new request's id (ids start at 1).
+    function request(
+        uint256 modelId,
+        bytes calldata input,
+        uint8 mode,
+        uint256 maxFee,
+        uint64 deadline,
+        uint32 callbackGasLimit,
+        uint8 redundancy
+    ) external returns (uint256 requestId);
+
+    /// @notice Mode none: deliver the output (assigned node first, any eligible node after).
+    function fulfil(uint256 requestId, bytes calldata output) external;
+
+    /// @notice Mode consensus: commit keccak256(abi.encode(requestId, node, output, salt)).
+    function commit(uint256 requestId, bytes32 commitment) external;
+
+    /// @notice Mode consensus: reveal; the reveal that gives an output a strict majority of k
+    /// delivers it; the last reveal (or `finalize` after the reveal deadline) settles payments.
+    function reveal(uint256 requestId, bytes calldata output, bytes32 salt) external;
+
+    /// @notice Consensus: settle after the reveal deadline with the reveals that arrived.
+    function finalize(uint256 requestId) external;
+
+    /// @notice After the deadline with no result: refund the requester, slash the no-shows.
+    function refund(uint256 requestId) external;
+
+    /// @notice Pull everything owed to the caller (fees, royalties, refunds).
+    function withdraw() external;
+
+    /// @notice What `model`'s request in `mode` with `redundancy` costs at most right now
+    /// (the highest quote among eligible nodes): `maxFee = quote(...)` never fails on price.
+    function quote(uint256 modelId, uint8 mode, uint8 redundancy) external view returns (uint256 fee);
+
+    /// @notice A request; reverts with VerinferUnknownRequest for an unknown id.
+    function getRequest(uint256 requestId) external view returns (Request memory);
+
+    /// @notice The nodes assigned to a request, in assignment order.
+    function assignedNodes(uint256 requestId) external view returns (address[] memory);
+
+    /// @notice Consensus bookkeeping of a request.
+    function getBallot(uint256 requestId) external view returns (Ballot memory);
+
+    /// @notice What `account` may `withdraw`.
+    function balanceOf(address account) external view returns (uint256);
+
+    /// @notice The payment token (ERC-20).
+    function paymentToken() external view returns (address);
+}

@@ -1,0 +1,261 @@
+"""Shared steps of the example dApps' devnet scripts and tests, on verinfer's public APIs.
+
+* ``register_model``: what ``verinfer model add FILE --calibration SAMPLE`` does (store the ONNX
+  file, its compiled program and manifest by CID; register cid, programHash and weightsRoot).
+* ``serve_model``: stake a node account and serve a model (what ``verinfer node`` setup does).
+* ``answer_with_runtime``: be that node once: run the registered program on the request's
+  input bytes with the deterministic runtime and ``fulfil`` the request.
+* ``run_node``: run verinfer's node daemon in a background thread (the real node).
+* ``wait_settled``: poll the coordinator until a request is fulfilled or refunded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from verinfer.chain.client import Chain
+from verinfer.chain.connect import deployed_address
+from verinfer.chain.inference import (
+    CoordinatorClient,
+    InferenceMode,
+    NodeRegistryClient,
+    RequestInfo,
+    RequestStatus,
+)
+from verinfer.chain.token import Token, format_units
+from verinfer.errors import ChainError, ModelError
+from verinfer.models.manifest import Manifest
+from verinfer.models.onnx_check import inspect_onnx
+from verinfer.models.registry import Mode, ModelInput, RegistryClient
+from verinfer.node.executor import decode_for_program, encode_outputs
+from verinfer.runtime import Program, compile_model
+from verinfer.store import open_store
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    model_id: int
+    program: Program
+    cid: str
+
+    @property
+    def input_scale(self) -> int:
+        return self.program.inputs[0].scale
+
+    @property
+    def output_scale(self) -> int:
+        return self.program.outputs[0].scale
+
+
+def register_model(
+    chain: Chain,
+    onnx_path: Path,
+    sample_path: Path,
+    *,
+    name: str,
+    price: int = 0,
+    registry_address: str | None = None,
+) -> RegisteredModel:
+    """Compile (calibrated on the sample), store and register a model; mode none."""
+    spec = inspect_onnx(onnx_path, batch=1)
+    program = compile_model(onnx_path, np.load(sample_path), batch=1)
+    store = open_store()
+    cid = str(store.put(spec.data))
+    program_cid = str(store.put(program.to_bytes()))
+    manifest = Manifest(
+        name=name,
+        onnx_cid=cid,
+        spec=spec,
+        license="MIT",
+        parent=0,
+        program_cid=program_cid,
+        program_hash=program.program_hash,
+        weights_root=program.weights_root,
+    )
+    manifest_cid = str(store.put(manifest.to_bytes()))
+    registry = RegistryClient(chain, registry_address or deployed_address(chain, "ModelRegistry"))
+    model_id, _ = registry.register(
+        ModelInput(
+            name=name,
+            cid=cid,
+            input_shapes=[list(t.shape) for t in spec.inputs],
+            output_shapes=[list(t.shape) for t in spec.outputs],
+            price=price,
+            modes=Mode.NONE,
+            program_hash=program.program_hash,
+            weights_root=program.weights_root,
+            license="MIT",
+            metadata_uri=f"ipfs://{manifest_cid}",
+        )
+    )
+    return RegisteredModel(model_id, program, cid)
+
+
+def serve_model(
+    node_chain: Chain,
+    model_id: int,
+    *,
+    fee: int,
+    stake: int | None = None,
+    registry_address: str | None = None,
+    token_address: str | None = None,
+) -> None:
+    """Register ``node_chain``'s account as a node (if needed), top its stake up to ``stake``
+    (default: the registry's minimum), and serve ``model_id`` in mode none for ``fee``."""
+    nodes = NodeRegistryClient(
+        node_chain, registry_address or deployed_address(node_chain, "NodeRegistry")
+    )
+    token = Token(node_chain, token_address or deployed_address(node_chain, "PaymentToken"))
+    info = nodes.get_node()
+    if not info.registered:
+        nodes.register()
+    target = stake if stake is not None else nodes.min_stake()
+    if info.stake < target:
+        need = target - info.stake
+        if token.balance_of(node_chain.address) < need:
+            token.faucet(node_chain.address, need)
+        nodes.stake(need, token)
+    nodes.set_service(model_id, int(InferenceMode.NONE), fee)
+
+
+def request_input(coordinator: CoordinatorClient, request_id: int) -> bytes:
+    """The input bytes of a request, from its InferenceRequested event."""
+    logs = coordinator.contract.events.InferenceRequested().get_logs(
+        from_block=0, argument_filters={"requestId": request_id}
+    )
+    if not logs:
+        raise ChainError(f"no InferenceRequested event for request {request_id}")
+    return bytes(logs[0]["args"]["input"])
+
+
+def assigned_nodes(coordinator: CoordinatorClient, request_id: int) -> list[str]:
+    logs = coordinator.contract.events.InferenceRequested().get_logs(
+        from_block=0, argument_filters={"requestId": request_id}
+    )
+    return [str(a) for a in logs[0]["args"]["assigned"]] if logs else []
+
+
+def compute_output(program: Program, input_bytes: bytes) -> bytes:
+    """What an honest node answers: the program run on the decoded input, encoded."""
+    execution = program.run(decode_for_program(program, input_bytes), trace=False)
+    return encode_outputs(program, execution.outputs_q)
+
+
+def answer_with_runtime(
+    node_chain: Chain, coordinator_address: str, request_id: int, program: Program
+) -> bytes:
+    """Act as the assigned node once: compute the output and ``fulfil`` the request."""
+    coordinator = CoordinatorClient(node_chain, coordinator_address)
+    output = compute_output(program, request_input(coordinator, request_id))
+    coordinator.fulfil(request_id, output)
+    return output
+
+
+def wait_settled(
+    coordinator: CoordinatorClient, request_id: int, *, timeout: float = 120.0
+) -> RequestInfo:
+    """Poll until the request is fulfilled or refunded; ChainError on timeout."""
+    end = time.monotonic() + timeout
+    while True:
+        info = coordinator.get_request(request_id)
+        if info.status in (RequestStatus.FULFILLED, RequestStatus.REFUNDED):
+            return info
+        if time.monotonic() > end:
+            raise ChainError(
+                f"request {request_id} is still {info.status.name.lower()} after {timeout:.0f} s",
+                hint="is a node serving the model running? (`verinfer node start`)",
+            )
+        time.sleep(0.5)
+
+
+def load_registered(
+    chain: Chain, model_id: int, onnx_path: Path, sample_path: Path
+) -> RegisteredModel:
+    """A model registered earlier from these files: recompiled here and checked against the
+    registry's programHash (the input scale the dApp encodes at comes from this program)."""
+    record = RegistryClient(chain, deployed_address(chain, "ModelRegistry")).get(model_id)
+    program = compile_model(onnx_path, np.load(sample_path), batch=1)
+    if program.program_hash != record.program_hash:
+        raise ModelError(
+            f"model {model_id} is not {onnx_path.name} compiled on {sample_path.name}: "
+            f"programHash {record.program_hash} != {program.program_hash}",
+            hint="leave out --model-id to register the example's model",
+        )
+    return RegisteredModel(model_id, program, record.cid)
+
+
+NODE_KEY_ENV = "VERINFER_EXAMPLE_NODE_KEY"
+
+
+@contextmanager
+def run_node(
+    node_chain: Chain, model_id: int, fee: int, *, enabled: bool = True, decimals: int = 6
+) -> Iterator[None]:
+    """Run verinfer's node daemon (``NodeService``) for ``node_chain``'s account in a
+    background thread while the block runs; stop it and wait for it on exit."""
+    if not enabled:
+        yield
+        return
+    from verinfer.node.config import parse_config
+    from verinfer.node.service import NodeService
+
+    account = node_chain.signer()
+    os.environ[NODE_KEY_ENV] = account.key.hex()
+    with tempfile.TemporaryDirectory(prefix="verinfer-example-node-") as data_dir:
+        config = parse_config(
+            {
+                "rpc_url": node_chain.rpc_url,
+                "key": {"env": NODE_KEY_ENV},
+                "models": [{"id": model_id, "modes": ["none"], "fee": format_units(fee, decimals)}],
+                "data_dir": data_dir,
+                "poll_interval": 0.2,
+                "start_block": node_chain.w3.eth.block_number,
+                "metrics": {"enabled": False},
+                "coordinator": deployed_address(node_chain, "InferenceCoordinator"),
+                "node_registry": deployed_address(node_chain, "NodeRegistry"),
+                "model_registry": deployed_address(node_chain, "ModelRegistry"),
+            },
+            source="example node",
+        )
+        service = NodeService(config)
+        service.setup()
+        thread = threading.Thread(target=service.run, name="verinfer-example-node", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            service.stop()
+            thread.join(timeout=30)
+            service.close()
+
+
+def node_config_toml(rpc_url: str, model_id: int, fee: int, *, decimals: int = 6) -> str:
+    """A `verinfer node start --config` file serving ``model_id`` (key from $VERINFER_NODE_KEY)."""
+    return (
+        f'rpc_url = "{rpc_url}"\n'
+        'data_dir = "./example-node-data"\n'
+        "\n[key]\n"
+        'env = "VERINFER_NODE_KEY"\n'
+        "\n[metrics]\n"
+        "enabled = false\n"
+        "\n[[models]]\n"
+        f"id = {model_id}\n"
+        'modes = ["none"]\n'
+        f'fee = "{format_units(fee, decimals)}"\n'
+    )
+
+
+def quiet_logs() -> None:
+    """Show only warnings from verinfer's structlog loggers (the scripts print a summary)."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
