@@ -12,9 +12,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,17 +25,16 @@ from verinfer.chain.client import Chain
 from verinfer.chain.connect import deployed_address
 from verinfer.chain.inference import (
     CoordinatorClient,
-    InferenceMode,
-    NodeRegistryClient,
     RequestInfo,
     RequestStatus,
 )
-from verinfer.chain.token import Token, format_units
+from verinfer.chain.token import format_units
 from verinfer.errors import ChainError, ModelError
 from verinfer.models.manifest import Manifest
 from verinfer.models.onnx_check import inspect_onnx
 from verinfer.models.registry import Mode, ModelInput, RegistryClient
 from verinfer.node.executor import decode_for_program, encode_outputs
+from verinfer.node.local import ensure_serving, node_in_thread
 from verinfer.runtime import Program, compile_model
 from verinfer.store import open_store
 
@@ -102,31 +98,9 @@ def register_model(
     return RegisteredModel(model_id, program, cid)
 
 
-def serve_model(
-    node_chain: Chain,
-    model_id: int,
-    *,
-    fee: int,
-    stake: int | None = None,
-    registry_address: str | None = None,
-    token_address: str | None = None,
-) -> None:
-    """Register ``node_chain``'s account as a node (if needed), top its stake up to ``stake``
-    (default: the registry's minimum), and serve ``model_id`` in mode none for ``fee``."""
-    nodes = NodeRegistryClient(
-        node_chain, registry_address or deployed_address(node_chain, "NodeRegistry")
-    )
-    token = Token(node_chain, token_address or deployed_address(node_chain, "PaymentToken"))
-    info = nodes.get_node()
-    if not info.registered:
-        nodes.register()
-    target = stake if stake is not None else nodes.min_stake()
-    if info.stake < target:
-        need = target - info.stake
-        if token.balance_of(node_chain.address) < need:
-            token.faucet(node_chain.address, need)
-        nodes.stake(need, token)
-    nodes.set_service(model_id, int(InferenceMode.NONE), fee)
+def serve_model(node_chain: Chain, model_id: int, *, fee: int) -> None:
+    """Stake ``node_chain``'s account (the minimum) and serve ``model_id`` in mode none."""
+    ensure_serving(node_chain, model_id, fee=fee)
 
 
 def request_input(coordinator: CoordinatorClient, request_id: int) -> bytes:
@@ -195,49 +169,17 @@ def load_registered(
     return RegisteredModel(model_id, program, record.cid)
 
 
-NODE_KEY_ENV = "VERINFER_EXAMPLE_NODE_KEY"
-
-
 @contextmanager
 def run_node(
     node_chain: Chain, model_id: int, fee: int, *, enabled: bool = True, decimals: int = 6
 ) -> Iterator[None]:
-    """Run verinfer's node daemon (``NodeService``) for ``node_chain``'s account in a
-    background thread while the block runs; stop it and wait for it on exit."""
+    """Run verinfer's node daemon for ``node_chain``'s account in a background thread while
+    the block runs (unless ``enabled`` is false: an external node serves the model)."""
     if not enabled:
         yield
         return
-    from verinfer.node.config import parse_config
-    from verinfer.node.service import NodeService
-
-    account = node_chain.signer()
-    os.environ[NODE_KEY_ENV] = account.key.hex()
-    with tempfile.TemporaryDirectory(prefix="verinfer-example-node-") as data_dir:
-        config = parse_config(
-            {
-                "rpc_url": node_chain.rpc_url,
-                "key": {"env": NODE_KEY_ENV},
-                "models": [{"id": model_id, "modes": ["none"], "fee": format_units(fee, decimals)}],
-                "data_dir": data_dir,
-                "poll_interval": 0.2,
-                "start_block": node_chain.w3.eth.block_number,
-                "metrics": {"enabled": False},
-                "coordinator": deployed_address(node_chain, "InferenceCoordinator"),
-                "node_registry": deployed_address(node_chain, "NodeRegistry"),
-                "model_registry": deployed_address(node_chain, "ModelRegistry"),
-            },
-            source="example node",
-        )
-        service = NodeService(config)
-        service.setup()
-        thread = threading.Thread(target=service.run, name="verinfer-example-node", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            service.stop()
-            thread.join(timeout=30)
-            service.close()
+    with node_in_thread(node_chain, model_id, fee, decimals=decimals):
+        yield
 
 
 def node_config_toml(rpc_url: str, model_id: int, fee: int, *, decimals: int = 6) -> str:

@@ -62,16 +62,23 @@ def demo(json_out: JsonOption = False) -> None:
     console.print(
         f"[green]model[/]     digits MLP {state} as model {result.model_id}, cid {result.cid}"
     )
+    console.print(f"[green]node[/]      {result.node} staked, serving model {result.model_id}")
+    verdict = "as computed locally" if result.digit == result.expected_digit else "MISMATCH"
+    console.print(
+        f"[green]result[/]    contract {result.consumer} asked for request {result.request_id} "
+        f"and received digit [bold]{result.digit}[/] ({verdict})"
+    )
     steps = [
         (f"verinfer model show {result.model_id}", "the model as recorded on-chain"),
+        (f"verinfer request status {result.request_id}", "the request the contract made"),
         ("verinfer model list", "every registered model"),
         (f"verinfer store get {result.cid} -o model.onnx", "the file, checked against its CID"),
-        ("verinfer devnet status", "the local chain"),
-        ("verinfer devnet stop", "stop it (its state is kept)"),
+        ("verinfer devnet stop", "stop the local chain (its state is kept)"),
     ]
     console.print("\nLook next (after `source .venv/bin/activate` in a checkout):")
     for command, why in steps:
         console.print(f"  {command}\n      [dim]# {why}[/]")
+    console.print("Run your own node: docs/node.md; write a consumer contract: docs/solidity.md")
     console.print("Guide: docs/quickstart.md")
 
 

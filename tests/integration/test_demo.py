@@ -31,13 +31,17 @@ def test_demo_is_complete_and_idempotent(tmp_path: Path) -> None:
         out = json.loads(first.stdout)
         assert out["started_devnet"] and out["deployed"] and not out["reused_model"]
         assert out["model_id"] == 1 and out["cid"].startswith("bafk")
+        # a node served it and the demo contract received the digit the runtime computes
+        assert out["request_id"] == 1 and out["digit"] == out["expected_digit"] == 7
+        assert out["consumer"].startswith("0x") and out["fee"] > 0
         second = json.loads(run(home, "demo", "--json").stdout)
         assert (second["started_devnet"], second["deployed"], second["reused_model"]) == (
             False,
             False,
             True,
         )
-        assert second["model_id"] == 1
+        assert second["model_id"] == 1 and second["request_id"] == 2
+        assert second["consumer"] == out["consumer"]  # reused, not redeployed
         shown = run(home, "model", "show", "1", "--json")
         assert json.loads(shown.stdout)["name"] == "digits"
         human = run(home, "demo")
