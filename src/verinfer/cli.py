@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from verinfer import __version__
-from verinfer.chain.cli import deploy, devnet_app
+from verinfer.chain.cli import deploy, devnet_app, token_app
 from verinfer.cli_common import JsonOption, VerinferGroup, configure_logging, console, emit_json
 from verinfer.client_cli import app as request_app
 from verinfer.models.cli import app as model_app
@@ -24,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(devnet_app, name="devnet")
+app.add_typer(token_app, name="token")
 app.add_typer(store_app, name="store")
 app.add_typer(model_app, name="model")
 app.add_typer(runtime_app, name="runtime")

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
-from verinfer.chain.connect import connect
+from verinfer.chain.connect import connect, deployed_address
 from verinfer.chain.deploy import deploy_suite
 from verinfer.chain.deployments import AddressBook
 from verinfer.chain.devnet import Devnet, DevnetInfo, rpc_chain_id
+from verinfer.chain.token import Token
 from verinfer.cli_common import JsonOption, KeystoreOption, RpcUrlOption, console, emit_json
 
 devnet_app = typer.Typer(help="Run a local anvil devnet on 127.0.0.1.", no_args_is_help=True)
@@ -120,3 +121,50 @@ def deploy(
     for name, address in book.contracts.items():
         console.print(f"  {name:<14} {address}")
     console.print(f"[green]deployed[/] on chain {book.chain_id}; addresses saved in {path}")
+
+
+token_app = typer.Typer(
+    help="The payment token: balances and (devnet) faucet.", no_args_is_help=True
+)
+
+
+def _token(rpc_url: str | None, keystore: Path | None = None) -> tuple[Token, str]:
+    chain = connect(rpc_url, keystore)
+    return Token(chain, deployed_address(chain, "PaymentToken")), chain.address
+
+
+@token_app.command("balance")
+def token_balance(
+    address: Annotated[str | None, typer.Argument(help="Account (default: your signer)")] = None,
+    rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Show an account's payment-token balance."""
+    token, me = _token(rpc_url, keystore)
+    who = address or me
+    units = token.balance_of(who)
+    if json_out:
+        emit_json({"address": who, "balance": units, "display": token.format(units)})
+    else:
+        console.print(f"{who}: {token.format(units)} {token.symbol()}")
+
+
+@token_app.command("faucet")
+def token_faucet(
+    amount: Annotated[str, typer.Argument(help="Whole tokens, e.g. 100")] = "100",
+    to: Annotated[str | None, typer.Option("--to", help="Recipient (default: your signer)")] = None,
+    rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Mint devnet TestUSD (TestUSD refuses on any other chain)."""
+    token, me = _token(rpc_url, keystore)
+    who = to or me
+    units = token.parse(amount)
+    receipt = token.faucet(who, units)
+    tx = receipt["transactionHash"].to_0x_hex()
+    if json_out:
+        emit_json({"address": who, "minted": units, "tx": tx})
+    else:
+        console.print(f"minted {token.format(units)} {token.symbol()} to {who} (tx {tx})")
