@@ -26,7 +26,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["VERINFER_HOME"] = str(Path(tmp) / "home")
-        from node_kit import run_fault_scenario
+        from fault_kit import run_fault_scenario
 
         from verinfer.chain.accounts import dev_account
         from verinfer.chain.client import Chain

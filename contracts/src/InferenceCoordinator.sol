@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -17,7 +18,7 @@ import {IVerinferConsumer} from "./interfaces/IVerinferConsumer.sol";
 /// @dev The fee split, exactly (all divisions round down):
 ///   P = model price, F = node fee (highest quote among the picked nodes), k = redundancy,
 ///   B = P + k*F, T = B * protocolFeeBps / 10,000, escrow E = B + T.
-///   On delivery: royalty R = P * royaltyBps / 10,000 (the model's bps at settlement) to the
+///   On delivery: royalty R = P * royaltyBps / 10,000 (the model's bps at request time) to the
 ///   model token's owner; T to the treasury; each agreeing node (mode none: the answering node)
 ///   gets F + floor((P - R) / a), a = number of agreeing nodes, and the first agreeing node in
 ///   assignment order also gets the division remainder; (k - a) * F goes back to the requester.
@@ -41,41 +42,77 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// @notice At most this many bytes of a failed callback's revert data are kept.
     uint256 public constant MAX_REASON_BYTES = 256;
     uint16 public constant MAX_PROTOCOL_FEE_BPS = 1_000;
+    uint256 private constant BPS = 10_000;
     uint64 public constant MAX_DEADLINE_HORIZON = 30 days;
 
-    /// @dev Storage is packed into four slots; the Terms slot and the input hash are deleted on
-    /// settlement (gas refund); Head and Route stay readable.
+    /// @dev A request is two storage slots, written once when it is opened and kept for good
+    /// (only `status` changes later), so `getRequest` answers for settled requests too:
+    ///   Head:  requester | profile id | assignedUntil | deadline - assignedUntil
+    ///   Route: assigned node 0 | node fee | status
+    /// What requests of one consumer share (model, mode, callback gas, and the fee terms fixed at
+    /// request time: price, royalty, protocol fee) is a Profile, stored once under an id the first
+    /// time it is seen: a request then costs one read there instead of a third new slot. None of
+    /// a profile depends on which nodes are picked, so a request's gas does not either (an
+    /// `eth_estimateGas` stays valid whichever node the block's randomness picks).
+    /// A consensus request adds its Panel (assigned node 1, k, reveal deadline and the ballot,
+    /// one slot), the assigned nodes 2..k-1 (one slot each) and, while its ballot is open, the
+    /// commitments.
+    /// The input is not stored, nor is its hash: the bytes travel in InferenceRequested, where
+    /// anyone can hash them, and neither mode none nor consensus checks them on-chain (a mode
+    /// that does, such as optimistic fraud proofs or zk, stores keccak256(input) itself).
     struct Head {
         address requester;
-        uint40 deadline;
+        uint32 profile; // id in _profiles
         uint40 assignedUntil;
-        uint8 mode;
-        Status status;
-    }
-
-    struct Terms {
-        uint96 price;
-        uint96 nodeFee;
-        uint40 revealDeadline;
-        uint8 redundancy;
-        uint16 feeBps;
+        uint24 grace; // deadline - assignedUntil: at most MAX_DEADLINE_HORIZON < 2^24 seconds
     }
 
     struct Route {
         address assigned0;
-        uint64 modelId;
-        uint32 callbackGasLimit;
+        uint88 nodeFee; // F: the highest quote among the picked nodes
+        Status status;
     }
 
     struct Job {
         Head head;
-        Terms terms;
         Route route;
-        bytes32 inputHash;
     }
 
+    /// @dev 200 bits, one slot; see Head.
+    struct Profile {
+        uint96 price; // P, the model's price at request time
+        uint16 feeBps; // the protocol fee at request time
+        uint16 royaltyBps; // the model's royalty at request time
+        uint40 modelId;
+        uint24 callbackGasLimit; // <= MAX_CALLBACK_GAS < 2^24
+        uint8 mode;
+    }
+
+    /// @dev Consensus only, one slot: assigned node 1, the redundancy k, the reveal deadline and
+    /// the ballot (see Ballot). k != 0 marks a consensus request.
+    struct Panel {
+        address assigned1;
+        uint40 revealDeadline;
+        uint8 k;
+        uint8 committed;
+        uint8 revealed;
+        uint8 majority;
+        bool closed;
+    }
+
+    /// @notice The configuration as `config` returns it.
     struct Config {
         address treasury;
+        uint16 protocolFeeBps;
+        uint24 assignmentWindow;
+        uint24 revealWindow;
+        uint24 minDeadline;
+    }
+
+    /// @dev What a request reads, with the request counter it increments: one slot, so opening
+    /// a request reads and writes one global slot. The treasury is read at delivery only.
+    struct Params {
+        uint64 lastId;
         uint16 protocolFeeBps;
         uint24 assignmentWindow;
         uint24 revealWindow;
@@ -108,6 +145,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         uint256 price;
         uint256 nodeFee;
         uint256 protocolFee;
+        uint256 royaltyBps;
         uint256 toRequester;
     }
 
@@ -115,14 +153,19 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     INodeRegistry private immutable _nodes;
     IERC20 private immutable _token;
 
-    Config private _config;
+    Params private _params;
+    address private _treasury;
     Slashing private _slashing;
-    uint256 private _lastId;
+    uint32 private _profileCount;
     mapping(uint256 requestId => Job) private _jobs;
-    /// @dev assigned nodes 1..k-1 (node 0 lives in the Route slot).
+    /// @dev Profile ids start at 1; `_profileIds` maps a packed profile to its id (0 = none yet).
+    mapping(uint32 id => Profile) private _profiles;
+    mapping(uint256 packedProfile => uint32 id) private _profileIds;
+    mapping(uint256 requestId => Panel) private _panels;
+    /// @dev Consensus: assigned nodes 2..k-1 (node 0 lives in the Route, node 1 in the Panel).
     mapping(uint256 requestId => mapping(uint256 index => address)) private _moreAssigned;
-    mapping(uint256 requestId => Ballot) private _ballots;
-    /// @dev consensus: the commitment of node i, replaced by keccak256(output) when it reveals.
+    /// @dev Consensus: the commitment of node i, replaced by keccak256(output) when it reveals;
+    /// deleted when the ballot closes (gas refund).
     mapping(uint256 requestId => bytes32[MAX_REDUNDANCY]) private _hashes;
     mapping(address account => uint256) private _balances;
 
@@ -169,19 +212,21 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         if (input.length > MAX_INPUT_BYTES) revert VerinferInputTooLarge(input.length, MAX_INPUT_BYTES);
         if (callbackGasLimit > MAX_CALLBACK_GAS) revert VerinferCallbackGasTooHigh(callbackGasLimit, MAX_CALLBACK_GAS);
         _checkRedundancy(mode, redundancy);
-        requestId = ++_lastId;
+        Params memory params = _params;
+        requestId = ++params.lastId;
+        _params.lastId = params.lastId;
         Order memory order = Order(modelId, mode, redundancy, deadline, callbackGasLimit, maxFee, 0, 0);
-        uint256 fee = _open(requestId, order, input);
+        uint256 fee = _open(requestId, order, params, input);
         _token.safeTransferFrom(msg.sender, address(this), fee);
     }
 
     /// @inheritdoc IInferenceCoordinator
     function quote(uint256 modelId, uint8 mode, uint8 redundancy) external view returns (uint256 fee) {
         _checkRedundancy(mode, redundancy);
-        uint256 price = _servablePrice(modelId, mode);
+        (uint256 price,) = _servableTerms(modelId, mode);
         (uint256 nodeFee, uint256 eligible) = _nodes.maxQuote(modelId, mode);
         if (eligible < redundancy) revert VerinferNoEligibleNode(modelId, mode);
-        (fee,) = _fee(price, nodeFee, redundancy, _config.protocolFeeBps);
+        (fee,) = _fee(price, nodeFee, redundancy, _params.protocolFeeBps);
     }
 
     // ---------------------------------------------------------------- mode none
@@ -191,26 +236,22 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// may, and the assigned node is slashed the no-show amount (to the requester). Needs enough
     /// gas for the callback: gasleft() >= callbackGasLimit * 64 / 63 + CALLBACK_GAS_MARGIN.
     function fulfil(uint256 requestId, bytes calldata output) external nonReentrant {
-        Job storage job = _jobs[requestId];
-        Head memory head = _load(requestId, job, MODE_NONE);
-        if (head.status != Status.Pending) revert VerinferWrongStatus(requestId, head.status);
-        if (block.timestamp > head.deadline) revert VerinferDeadlinePassed(requestId);
-        Route memory route = job.route;
+        (Job storage job, Head memory head, Route memory route, Profile memory profile) = _loadNone(requestId);
+        if (route.status != Status.Pending) revert VerinferWrongStatus(requestId, route.status);
+        if (block.timestamp > _deadline(head)) revert VerinferDeadlinePassed(requestId);
         bool late = msg.sender != route.assigned0;
         if (late) {
             if (block.timestamp < head.assignedUntil) revert VerinferNotAssigned(requestId, msg.sender);
-            if (!_nodes.isEligible(msg.sender, route.modelId, MODE_NONE)) {
+            if (!_nodes.isEligible(msg.sender, profile.modelId, MODE_NONE)) {
                 revert VerinferNotEligible(requestId, msg.sender);
             }
         }
-        Settlement memory s = _settlement(requestId, head, job.terms, route);
-        job.head.status = Status.Fulfilled;
-        delete job.terms;
-        delete job.inputHash;
+        Settlement memory s = _settlement(requestId, head, route, profile, 1);
+        job.route.status = Status.Fulfilled;
         _payDelivery(s, msg.sender, 1);
         if (late) s.toRequester += _slash(route.assigned0, _slashing.noShow, "no-show");
         _credit(s.requester, s.toRequester);
-        _deliver(requestId, head.requester, route.callbackGasLimit, output);
+        _deliver(requestId, head.requester, profile.callbackGasLimit, output);
     }
 
     // ---------------------------------------------------------------- mode consensus
@@ -218,19 +259,16 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// @inheritdoc IInferenceCoordinator
     /// @dev Assigned nodes only, before `assignedUntil`. Reveals open when all k committed.
     function commit(uint256 requestId, bytes32 commitment) external nonReentrant {
-        Job storage job = _jobs[requestId];
-        Head memory head = _load(requestId, job, MODE_CONSENSUS);
-        if (head.status != Status.Pending) revert VerinferWrongStatus(requestId, head.status);
-        if (block.timestamp >= head.assignedUntil) revert VerinferWindowClosed(requestId);
-        uint256 k = job.terms.redundancy;
-        uint256 index = _indexOf(requestId, job.route.assigned0, k, msg.sender);
-        Ballot storage ballot = _ballots[requestId];
+        (Job storage job, Route memory route, Panel memory panel) = _loadConsensus(requestId);
+        if (route.status != Status.Pending) revert VerinferWrongStatus(requestId, route.status);
+        if (block.timestamp >= job.head.assignedUntil) revert VerinferWindowClosed(requestId);
+        uint256 index = _indexOf(requestId, route.assigned0, panel.assigned1, panel.k, msg.sender);
         uint8 bit = uint8(1 << index);
-        if (ballot.committed & bit != 0) revert VerinferAlreadyCommitted(requestId, msg.sender);
-        uint8 committed = ballot.committed | bit;
-        ballot.committed = committed;
+        if (panel.committed & bit != 0) revert VerinferAlreadyCommitted(requestId, msg.sender);
+        uint8 committed = panel.committed | bit;
+        _panels[requestId].committed = committed;
         _hashes[requestId][index] = commitment;
-        if (committed == (1 << k) - 1) job.head.status = Status.Revealing;
+        if (committed == (1 << panel.k) - 1) job.route.status = Status.Revealing;
         emit Committed(requestId, msg.sender);
     }
 
@@ -239,49 +277,47 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// committed; they close at `revealDeadline`. Late commits are impossible once reveals are
     /// public, so nobody can copy a revealed output.
     function reveal(uint256 requestId, bytes calldata output, bytes32 salt) external nonReentrant {
-        Job storage job = _jobs[requestId];
-        Head memory head = _load(requestId, job, MODE_CONSENSUS);
-        Ballot memory ballot = _ballots[requestId];
-        if (ballot.closed || head.status == Status.Refunded) revert VerinferWrongStatus(requestId, head.status);
-        Terms memory terms = job.terms;
-        if (head.status == Status.Pending) {
-            if (block.timestamp < head.assignedUntil || _popcount(ballot.committed) * 2 <= terms.redundancy) {
+        (Job storage job, Route memory route, Panel memory panel) = _loadConsensus(requestId);
+        if (panel.closed || route.status == Status.Refunded) revert VerinferWrongStatus(requestId, route.status);
+        Head memory head = job.head;
+        if (route.status == Status.Pending) {
+            if (block.timestamp < head.assignedUntil || _popcount(panel.committed) * 2 <= panel.k) {
                 revert VerinferRevealNotOpen(requestId);
             }
-            job.head.status = Status.Revealing;
+            job.route.status = Status.Revealing;
         }
-        if (block.timestamp > terms.revealDeadline) revert VerinferWindowClosed(requestId);
-        uint256 index = _indexOf(requestId, job.route.assigned0, terms.redundancy, msg.sender);
+        if (block.timestamp > panel.revealDeadline) revert VerinferWindowClosed(requestId);
+        uint256 index = _indexOf(requestId, route.assigned0, panel.assigned1, panel.k, msg.sender);
         uint8 bit = uint8(1 << index);
-        if (ballot.committed & bit == 0) revert VerinferNotCommitted(requestId, msg.sender);
-        if (ballot.revealed & bit != 0) revert VerinferAlreadyRevealed(requestId, msg.sender);
+        if (panel.committed & bit == 0) revert VerinferNotCommitted(requestId, msg.sender);
+        if (panel.revealed & bit != 0) revert VerinferAlreadyRevealed(requestId, msg.sender);
         bytes32[MAX_REDUNDANCY] storage hashes = _hashes[requestId];
         if (keccak256(abi.encode(requestId, msg.sender, output, salt)) != hashes[index]) {
             revert VerinferRevealMismatch(requestId, msg.sender);
         }
         bytes32 outputHash = keccak256(output);
         hashes[index] = outputHash;
-        ballot.revealed |= bit;
-        bool deliver = ballot.majority == 0 && _votesFor(hashes, ballot.revealed, outputHash) * 2 > terms.redundancy;
+        panel.revealed |= bit;
+        bool deliver = panel.majority == 0 && _votesFor(hashes, panel.revealed, outputHash) * 2 > panel.k;
         if (deliver) {
-            ballot.majority = uint8(index + 1);
-            job.head.status = Status.Fulfilled;
+            panel.majority = uint8(index + 1);
+            job.route.status = Status.Fulfilled;
         }
-        _ballots[requestId] = ballot;
         emit Revealed(requestId, msg.sender, outputHash);
-        if (ballot.revealed == ballot.committed) _close(requestId, job);
-        if (deliver) _deliver(requestId, head.requester, job.route.callbackGasLimit, output);
+        if (panel.revealed == panel.committed) {
+            _close(requestId, job, head, panel); // stores the panel
+        } else {
+            _panels[requestId] = panel;
+        }
+        if (deliver) _deliver(requestId, head.requester, _profiles[head.profile].callbackGasLimit, output);
     }
 
     /// @inheritdoc IInferenceCoordinator
     function finalize(uint256 requestId) external nonReentrant {
-        Job storage job = _jobs[requestId];
-        Head memory head = _load(requestId, job, MODE_CONSENSUS);
-        if (_ballots[requestId].closed || head.status == Status.Refunded) {
-            revert VerinferWrongStatus(requestId, head.status);
-        }
-        if (block.timestamp <= job.terms.revealDeadline) revert VerinferDeadlineNotPassed(requestId);
-        _close(requestId, job);
+        (Job storage job, Route memory route, Panel memory panel) = _loadConsensus(requestId);
+        if (panel.closed || route.status == Status.Refunded) revert VerinferWrongStatus(requestId, route.status);
+        if (block.timestamp <= panel.revealDeadline) revert VerinferDeadlineNotPassed(requestId);
+        _close(requestId, job, job.head, panel);
     }
 
     // ---------------------------------------------------------------- refunds and payments
@@ -291,22 +327,22 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// the same as `finalize` for a request that delivered nothing.
     function refund(uint256 requestId) external nonReentrant {
         Job storage job = _jobs[requestId];
-        Head memory head = job.head;
-        if (head.status == Status.None) revert VerinferUnknownRequest(requestId);
-        if (head.status == Status.Fulfilled || head.status == Status.Refunded) {
-            revert VerinferWrongStatus(requestId, head.status);
+        Route memory route = job.route;
+        if (route.status == Status.None) revert VerinferUnknownRequest(requestId);
+        if (route.status == Status.Fulfilled || route.status == Status.Refunded) {
+            revert VerinferWrongStatus(requestId, route.status);
         }
-        if (block.timestamp <= head.deadline) revert VerinferDeadlineNotPassed(requestId);
-        if (head.mode == MODE_CONSENSUS) {
-            _close(requestId, job);
+        Head memory head = job.head;
+        if (block.timestamp <= _deadline(head)) revert VerinferDeadlineNotPassed(requestId);
+        Panel memory panel = _panels[requestId];
+        if (panel.k != 0) {
+            _close(requestId, job, head, panel);
             return;
         }
-        Settlement memory s = _settlement(requestId, head, job.terms, job.route);
-        job.head.status = Status.Refunded;
-        delete job.terms;
-        delete job.inputHash;
-        uint256 escrow = s.price + s.k * s.nodeFee + s.protocolFee;
-        uint256 slashed = _slash(job.route.assigned0, _slashing.noShow, "no-show");
+        Settlement memory s = _settlement(requestId, head, route, _profiles[head.profile], 1);
+        job.route.status = Status.Refunded;
+        uint256 escrow = _escrow(s);
+        uint256 slashed = _slash(route.assigned0, _slashing.noShow, "no-show");
         _credit(s.requester, escrow + slashed);
         emit Refunded(requestId, escrow);
     }
@@ -351,41 +387,50 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// @inheritdoc IInferenceCoordinator
     function getRequest(uint256 requestId) external view returns (Request memory r) {
         Job storage job = _jobs[requestId];
-        Head memory head = job.head;
-        if (head.status == Status.None) revert VerinferUnknownRequest(requestId);
-        Terms memory terms = job.terms;
         Route memory route = job.route;
-        (uint256 escrow,) = _fee(terms.price, terms.nodeFee, terms.redundancy, terms.feeBps);
+        if (route.status == Status.None) revert VerinferUnknownRequest(requestId);
+        Head memory head = job.head;
+        Profile memory profile = _profiles[head.profile];
+        uint8 k = 1;
+        uint40 revealDeadline = 0;
+        bool settled = route.status == Status.Fulfilled || route.status == Status.Refunded;
+        if (profile.mode == MODE_CONSENSUS) {
+            Panel memory panel = _panels[requestId];
+            (k, revealDeadline, settled) = (panel.k, panel.revealDeadline, panel.closed);
+        }
+        (uint256 escrow,) = _fee(profile.price, route.nodeFee, k, profile.feeBps);
         r = Request({
             requester: head.requester,
-            deadline: head.deadline,
-            callbackGasLimit: route.callbackGasLimit,
-            mode: head.mode,
-            redundancy: terms.redundancy,
-            status: head.status,
-            escrow: uint96(escrow),
-            nodeFee: terms.nodeFee,
+            deadline: uint64(_deadline(head)),
+            callbackGasLimit: profile.callbackGasLimit,
+            mode: profile.mode,
+            redundancy: k,
+            status: route.status,
+            escrow: settled ? 0 : uint96(escrow), // checked to fit at request time
+            nodeFee: route.nodeFee,
             assignedUntil: head.assignedUntil,
-            revealDeadline: terms.revealDeadline,
-            modelId: route.modelId,
-            inputHash: job.inputHash
+            revealDeadline: revealDeadline,
+            modelId: profile.modelId,
+            inputHash: bytes32(0) // not stored in modes none and consensus (see Head)
         });
     }
 
     /// @inheritdoc IInferenceCoordinator
     function assignedNodes(uint256 requestId) external view returns (address[] memory nodes) {
         Job storage job = _jobs[requestId];
-        if (job.head.status == Status.None) revert VerinferUnknownRequest(requestId);
-        uint256 k = job.head.mode == MODE_NONE ? 1 : _redundancyOf(requestId);
+        if (job.route.status == Status.None) revert VerinferUnknownRequest(requestId);
+        Panel memory panel = _panels[requestId];
+        uint256 k = panel.k == 0 ? 1 : panel.k;
         nodes = new address[](k);
         for (uint256 i = 0; i < k; ++i) {
-            nodes[i] = i == 0 ? job.route.assigned0 : _moreAssigned[requestId][i];
+            nodes[i] = _assignedAt(requestId, job.route.assigned0, panel.assigned1, i);
         }
     }
 
     /// @inheritdoc IInferenceCoordinator
     function getBallot(uint256 requestId) external view returns (Ballot memory) {
-        return _ballots[requestId];
+        Panel memory p = _panels[requestId];
+        return Ballot(p.committed, p.revealed, p.majority, p.closed);
     }
 
     /// @inheritdoc IInferenceCoordinator
@@ -405,12 +450,13 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
 
     /// @notice The current configuration (new requests use it).
     function config() external view returns (Config memory, Slashing memory) {
-        return (_config, _slashing);
+        Params memory p = _params;
+        return (Config(_treasury, p.protocolFeeBps, p.assignmentWindow, p.revealWindow, p.minDeadline), _slashing);
     }
 
     /// @notice How many requests were made (the highest id).
     function requestCount() external view returns (uint256) {
-        return _lastId;
+        return _params.lastId;
     }
 
     // ---------------------------------------------------------------- internals: opening
@@ -427,34 +473,69 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         }
     }
 
-    /// @dev The model's price, if it is servable in `mode` (unknown ids revert in the registry).
-    function _servablePrice(uint256 modelId, uint8 mode) private view returns (uint256) {
-        (uint256 price,, uint8 modes, bool deprecated) = _models.terms(modelId);
+    /// @dev The model's price and royalty, if it is servable in `mode` (unknown ids revert in the
+    /// registry). The one registry read of a request: settlement asks only for the owner.
+    function _servableTerms(uint256 modelId, uint8 mode) private view returns (uint256 price, uint16 royaltyBps) {
+        uint8 modes;
+        bool deprecated;
+        (price, royaltyBps, modes, deprecated) = _models.terms(modelId);
         if (deprecated || modes & mode != mode) revert VerinferModelNotServable(modelId, mode);
-        return price;
     }
 
     /// @dev Picks the nodes, prices the request, stores it and emits InferenceRequested.
-    function _open(uint256 requestId, Order memory o, bytes calldata input) private returns (uint256 fee) {
-        Config memory cfg = _config;
-        _windows(cfg, o);
-        uint256 price = _servablePrice(o.modelId, o.mode);
+    function _open(uint256 requestId, Order memory o, Params memory params, bytes calldata input)
+        private
+        returns (uint256 fee)
+    {
+        _windows(params, o);
+        (uint256 price, uint16 royaltyBps) = _servableTerms(o.modelId, o.mode);
         (address[] memory assigned, uint256 nodeFee) = _nodes.pickNodes(o.modelId, o.mode, o.k, _seed(requestId));
         if (assigned.length < o.k) revert VerinferNoEligibleNode(o.modelId, o.mode);
-        (fee,) = _fee(price, nodeFee, o.k, cfg.protocolFeeBps);
+        (fee,) = _fee(price, nodeFee, o.k, params.protocolFeeBps);
         if (fee > o.maxFee) revert VerinferFeeAboveMax(fee, o.maxFee);
         SafeCast.toUint96(fee); // the escrow must fit Request.escrow
-        Job storage job = _jobs[requestId];
-        job.head = Head(msg.sender, uint40(o.deadline), o.assignedUntil, o.mode, Status.Pending);
-        job.terms = Terms(
-            SafeCast.toUint96(price), SafeCast.toUint96(nodeFee), o.revealDeadline, o.k, cfg.protocolFeeBps
+        uint32 profile = _profileOf(
+            Profile(
+                SafeCast.toUint96(price),
+                params.protocolFeeBps,
+                royaltyBps,
+                SafeCast.toUint40(o.modelId),
+                uint24(o.callbackGasLimit), // <= MAX_CALLBACK_GAS, checked
+                o.mode
+            )
         );
-        job.route = Route(assigned[0], SafeCast.toUint64(o.modelId), o.callbackGasLimit);
-        job.inputHash = keccak256(input);
-        for (uint256 i = 1; i < o.k; ++i) {
-            _moreAssigned[requestId][i] = assigned[i];
-        }
+        _store(requestId, o, assigned, SafeCast.toUint88(nodeFee), profile);
         emit InferenceRequested(requestId, o.modelId, msg.sender, o.mode, assigned, o.deadline, fee, input);
+    }
+
+    /// @dev Writes the request: Head and Route, plus the Panel and nodes 2..k-1 for consensus.
+    function _store(uint256 requestId, Order memory o, address[] memory assigned, uint88 nodeFee, uint32 profile)
+        private
+    {
+        Job storage job = _jobs[requestId];
+        // assignedUntil <= deadline <= now + MAX_DEADLINE_HORIZON (checked in _windows), so both
+        // fit 40 bits and their difference fits 24.
+        job.head = Head(msg.sender, profile, o.assignedUntil, uint24(o.deadline - o.assignedUntil));
+        job.route = Route(assigned[0], nodeFee, Status.Pending);
+        if (o.mode == MODE_CONSENSUS) {
+            _panels[requestId] = Panel(assigned[1], o.revealDeadline, o.k, 0, 0, 0, false);
+            for (uint256 i = 2; i < o.k; ++i) {
+                _moreAssigned[requestId][i] = assigned[i];
+            }
+        }
+    }
+
+    /// @dev The id of `p`, stored the first time it is seen.
+    function _profileOf(Profile memory p) private returns (uint32 id) {
+        // Each field in its own bit range, so the key is injective.
+        uint256 key = uint256(p.price) | (uint256(p.feeBps) << 96) | (uint256(p.royaltyBps) << 112)
+            | (uint256(p.modelId) << 128) | (uint256(p.callbackGasLimit) << 168) | (uint256(p.mode) << 192);
+        id = _profileIds[key];
+        if (id == 0) {
+            id = ++_profileCount;
+            _profileIds[key] = id;
+            _profiles[id] = p;
+        }
     }
 
     /// @dev The assignment seed; see the contract's notice for the proposer bias.
@@ -463,7 +544,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     }
 
     /// @dev Checks the deadline; sets when the assignment window and the reveals end.
-    function _windows(Config memory cfg, Order memory o) private view {
+    function _windows(Params memory cfg, Order memory o) private view {
         if (o.deadline < block.timestamp + cfg.minDeadline) revert VerinferDeadlineTooSoon(o.deadline);
         uint64 horizon = uint64(block.timestamp) + MAX_DEADLINE_HORIZON;
         if (o.deadline > horizon) revert VerinferDeadlineTooFar(o.deadline, horizon);
@@ -483,43 +564,75 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         returns (uint256 fee, uint256 protocolFee)
     {
         uint256 base = price + k * nodeFee;
-        protocolFee = base * bps / 10_000;
+        protocolFee = base * bps / BPS;
         fee = base + protocolFee;
     }
 
     // ---------------------------------------------------------------- internals: settling
 
-    function _load(uint256 requestId, Job storage job, uint8 mode) private view returns (Head memory head) {
+    function _loadNone(uint256 requestId)
+        private
+        view
+        returns (Job storage job, Head memory head, Route memory route, Profile memory profile)
+    {
+        job = _jobs[requestId];
+        route = job.route;
+        if (route.status == Status.None) revert VerinferUnknownRequest(requestId);
         head = job.head;
-        if (head.status == Status.None) revert VerinferUnknownRequest(requestId);
-        if (head.mode != mode) revert VerinferWrongMode(requestId, head.mode);
+        profile = _profiles[head.profile];
+        if (profile.mode != MODE_NONE) revert VerinferWrongMode(requestId, profile.mode);
     }
 
-    function _settlement(uint256 requestId, Head memory head, Terms memory terms, Route memory route)
+    /// @dev Only consensus requests have a Panel (k != 0); the other mode is none.
+    function _loadConsensus(uint256 requestId)
+        private
+        view
+        returns (Job storage job, Route memory route, Panel memory panel)
+    {
+        job = _jobs[requestId];
+        route = job.route;
+        if (route.status == Status.None) revert VerinferUnknownRequest(requestId);
+        panel = _panels[requestId];
+        if (panel.k == 0) revert VerinferWrongMode(requestId, MODE_NONE);
+    }
+
+    function _deadline(Head memory head) private pure returns (uint256) {
+        return uint256(head.assignedUntil) + head.grace;
+    }
+
+    function _settlement(uint256 requestId, Head memory head, Route memory route, Profile memory p, uint256 k)
         private
         pure
         returns (Settlement memory s)
     {
-        (, uint256 protocolFee) = _fee(terms.price, terms.nodeFee, terms.redundancy, terms.feeBps);
+        (, uint256 protocolFee) = _fee(p.price, route.nodeFee, k, p.feeBps);
         s = Settlement({
             requestId: requestId,
             requester: head.requester,
-            modelId: route.modelId,
-            k: terms.redundancy,
-            price: terms.price,
-            nodeFee: terms.nodeFee,
+            modelId: p.modelId,
+            k: k,
+            price: p.price,
+            nodeFee: route.nodeFee,
             protocolFee: protocolFee,
+            royaltyBps: p.royaltyBps,
             toRequester: 0
         });
+    }
+
+    /// @dev E = P + k * F + T, what the requester paid.
+    function _escrow(Settlement memory s) private pure returns (uint256) {
+        return s.price + s.k * s.nodeFee + s.protocolFee;
     }
 
     /// @dev Credits the royalty, the protocol fee, and the first agreeing node (`first`): F plus
     /// its share of the price remainder plus the division dust; adds to `s.toRequester` the node
     /// fees of the k - a nodes that are not paid. Returns each further agreeing node's share.
     function _payDelivery(Settlement memory s, address first, uint256 agreeing) private returns (uint256 share) {
-        (address owner, uint256 royalty) = _models.royaltyInfo(s.modelId, s.price);
+        // The royalty rate was fixed at request time; it goes to the owner at settlement.
+        address owner = IERC721(address(_models)).ownerOf(s.modelId);
+        uint256 royalty = s.price * s.royaltyBps / BPS;
         _credit(owner, royalty);
-        _credit(_config.treasury, s.protocolFee);
+        _credit(_treasury, s.protocolFee);
         uint256 remainder = s.price - royalty;
         share = remainder / agreeing;
         _credit(first, s.nodeFee + share + (remainder - share * agreeing));
@@ -527,38 +640,37 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     }
 
     /// @dev Consensus settlement: pays the agreeing nodes, slashes dissenters and no-shows (to
-    /// the requester), refunds the rest; without a delivered majority, refunds E.
-    function _close(uint256 requestId, Job storage job) private {
-        Head memory head = job.head;
-        Settlement memory s = _settlement(requestId, head, job.terms, job.route);
-        Ballot storage ballot = _ballots[requestId];
-        ballot.closed = true;
-        bool delivered = ballot.majority != 0;
-        if (!delivered) job.head.status = Status.Refunded;
-        delete job.terms;
-        delete job.inputHash;
-        uint8 agreeing = delivered ? _payAgreeing(s, job.route.assigned0, ballot) : 0;
-        _slashOthers(s, job.route.assigned0, ballot, delivered);
-        if (!delivered) s.toRequester += s.price + s.k * s.nodeFee + s.protocolFee;
+    /// the requester), refunds the rest; without a delivered majority, refunds E. Stores `panel`
+    /// closed; the commitments are deleted (gas refund).
+    function _close(uint256 requestId, Job storage job, Head memory head, Panel memory panel) private {
+        Route memory route = job.route;
+        Settlement memory s = _settlement(requestId, head, route, _profiles[head.profile], panel.k);
+        panel.closed = true;
+        _panels[requestId] = panel;
+        bool delivered = panel.majority != 0;
+        if (!delivered) job.route.status = Status.Refunded;
+        uint8 agreeing = delivered ? _payAgreeing(s, route.assigned0, panel) : 0;
+        _slashOthers(s, route.assigned0, panel, delivered);
+        uint256 escrow = _escrow(s);
+        if (!delivered) s.toRequester += escrow;
         _credit(s.requester, s.toRequester);
         emit ConsensusClosed(requestId, delivered, agreeing);
-        if (!delivered) emit Refunded(requestId, s.price + s.k * s.nodeFee + s.protocolFee);
+        if (!delivered) emit Refunded(requestId, escrow);
     }
 
-    function _payAgreeing(Settlement memory s, address assigned0, Ballot storage ballot)
+    function _payAgreeing(Settlement memory s, address assigned0, Panel memory panel)
         private
         returns (uint8 agreeing)
     {
         bytes32[MAX_REDUNDANCY] storage hashes = _hashes[s.requestId];
-        uint8 revealed = ballot.revealed;
-        bytes32 winner = hashes[ballot.majority - 1];
-        uint256 mask = _agreeMask(hashes, revealed, winner, s.k);
+        bytes32 winner = hashes[panel.majority - 1];
+        uint256 mask = _agreeMask(hashes, panel.revealed, winner, s.k);
         agreeing = uint8(_popcount(uint8(mask)));
         bool first = true;
         uint256 share;
         for (uint256 i = 0; i < s.k; ++i) {
             if (mask & (1 << i) == 0) continue;
-            address node = i == 0 ? assigned0 : _moreAssigned[s.requestId][i];
+            address node = _assignedAt(s.requestId, assigned0, panel.assigned1, i);
             if (first) {
                 share = _payDelivery(s, node, agreeing);
                 first = false;
@@ -568,17 +680,16 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         }
     }
 
-    function _slashOthers(Settlement memory s, address assigned0, Ballot storage ballot, bool delivered) private {
+    function _slashOthers(Settlement memory s, address assigned0, Panel memory panel, bool delivered) private {
         bytes32[MAX_REDUNDANCY] storage hashes = _hashes[s.requestId];
-        uint8 revealed = ballot.revealed;
-        bytes32 winner = delivered ? hashes[ballot.majority - 1] : bytes32(0);
+        bytes32 winner = delivered ? hashes[panel.majority - 1] : bytes32(0);
         Slashing memory amounts = _slashing;
         for (uint256 i = 0; i < s.k; ++i) {
             bytes32 h = hashes[i];
             delete hashes[i];
-            bool didReveal = revealed & (1 << i) != 0;
+            bool didReveal = panel.revealed & (1 << i) != 0;
             if (didReveal && (!delivered || h == winner)) continue; // agreeing, or no majority
-            address node = i == 0 ? assigned0 : _moreAssigned[s.requestId][i];
+            address node = _assignedAt(s.requestId, assigned0, panel.assigned1, i);
             s.toRequester += didReveal
                 ? _slash(node, amounts.dissent, "dissent")
                 : _slash(node, amounts.noShow, "no-show");
@@ -605,22 +716,28 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         }
     }
 
-    function _indexOf(uint256 requestId, address assigned0, uint256 k, address node)
+    function _indexOf(uint256 requestId, address assigned0, address assigned1, uint256 k, address node)
         private
         view
         returns (uint256)
     {
         if (node == assigned0) return 0;
-        for (uint256 i = 1; i < k; ++i) {
+        if (node == assigned1) return 1;
+        for (uint256 i = 2; i < k; ++i) {
             if (_moreAssigned[requestId][i] == node) return i;
         }
         revert VerinferNotAssigned(requestId, node);
     }
 
-    /// @dev k of a consensus request, also after settlement (Terms is deleted then).
-    function _redundancyOf(uint256 requestId) private view returns (uint256 k) {
-        k = 1;
-        while (k < MAX_REDUNDANCY && _moreAssigned[requestId][k] != address(0)) ++k;
+    /// @dev The i-th assigned node: 0 from the Route, 1 from the Panel, the rest from storage.
+    function _assignedAt(uint256 requestId, address assigned0, address assigned1, uint256 i)
+        private
+        view
+        returns (address)
+    {
+        if (i == 0) return assigned0;
+        if (i == 1) return assigned1;
+        return _moreAssigned[requestId][i];
     }
 
     function _popcount(uint8 x) private pure returns (uint256 n) {
@@ -673,8 +790,8 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     function _setProtocolFee(address treasury, uint16 protocolFeeBps) private {
         if (treasury == address(0)) revert VerinferInvalidConfig("treasury");
         if (protocolFeeBps > MAX_PROTOCOL_FEE_BPS) revert VerinferInvalidConfig("protocolFeeBps");
-        _config.treasury = treasury;
-        _config.protocolFeeBps = protocolFeeBps;
+        _treasury = treasury;
+        _params.protocolFeeBps = protocolFeeBps;
         emit ProtocolFeeUpdated(treasury, protocolFeeBps);
     }
 
@@ -682,9 +799,9 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         if (assignmentWindow == 0) revert VerinferInvalidConfig("assignmentWindow");
         if (revealWindow == 0) revert VerinferInvalidConfig("revealWindow");
         if (minDeadline == 0) revert VerinferInvalidConfig("minDeadline");
-        _config.assignmentWindow = assignmentWindow;
-        _config.revealWindow = revealWindow;
-        _config.minDeadline = minDeadline;
+        _params.assignmentWindow = assignmentWindow;
+        _params.revealWindow = revealWindow;
+        _params.minDeadline = minDeadline;
         emit TimingUpdated(assignmentWindow, revealWindow, minDeadline);
     }
 

@@ -109,9 +109,12 @@ contract ModelRegistry is ERC721, IModelRegistry {
         view
         returns (uint256 price, uint16 royaltyBps, uint8 modes, bool deprecated)
     {
-        _checkExists(modelId);
         Model storage m = _models[modelId];
-        return (m.price, m.royaltyBps, m.modes, m.deprecated);
+        modes = m.modes;
+        // Every registered model has modes != 0 (_checkModes), so this checks existence without
+        // reading _count: the coordinator calls this once per request.
+        if (modes == 0) revert VerinferUnknownModel(modelId);
+        return (m.price, m.royaltyBps, modes, m.deprecated);
     }
 
     /// @inheritdoc IModelRegistry

@@ -29,18 +29,17 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
 
     mapping(address node => Node) private _nodes;
     mapping(address node => mapping(uint256 modelId => Service)) private _services;
-    mapping(uint256 modelId => address[]) private _modelNodes;
+    /// @dev The nodes serving a model, with their modes for it (a copy of `_services[node][model]
+    /// .modes` in the address's slot, so picking reads one slot per node besides its stake).
+    mapping(uint256 modelId => Listing[]) private _modelNodes;
     /// @dev position in `_modelNodes[modelId]` plus one; 0 = not listed.
     mapping(uint256 modelId => mapping(address node => uint256)) private _listed;
     mapping(address module => bool) private _modules;
 
-    /// @dev The eligible nodes of a (model, mode) with their weights (stakes) and fees.
-    struct Candidates {
-        address[] nodes;
-        uint256[] weights;
-        uint256[] fees;
-        uint256 count;
-        uint256 total;
+    /// @dev One entry of a model's node list: 21 bytes, one slot.
+    struct Listing {
+        address node;
+        uint8 modes;
     }
 
     /// @param token_ The payment token, also the staking token.
@@ -103,13 +102,15 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
     function setService(uint256 modelId, uint8 modes, uint96 fee) external nonReentrant {
         _requireRegistered(msg.sender);
         if (modes > ALL_MODES) revert VerinferInvalidModes(modes);
-        bool listed = _listed[modelId][msg.sender] != 0;
-        if (modes != 0 && !listed) {
+        uint256 position = _listed[modelId][msg.sender];
+        if (modes != 0 && position == 0) {
             if (_modelNodes[modelId].length >= MAX_NODES_PER_MODEL) _evictUnstaked(modelId);
-            _modelNodes[modelId].push(msg.sender);
+            _modelNodes[modelId].push(Listing(msg.sender, modes));
             _listed[modelId][msg.sender] = _modelNodes[modelId].length;
-        } else if (modes == 0 && listed) {
+        } else if (modes == 0 && position != 0) {
             _unlist(modelId, msg.sender);
+        } else if (position != 0) {
+            _modelNodes[modelId][position - 1].modes = modes;
         }
         _services[msg.sender][modelId] = Service({modes: modes, fee: fee});
         emit ServiceUpdated(msg.sender, modelId, modes, fee);
@@ -145,34 +146,33 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
     /// @inheritdoc INodeRegistry
     /// @dev Weighted sampling without replacement: draw r in [0, total weight) from
     /// keccak256(seed, draw index), walk the cumulative weights, then zero the winner's weight.
-    /// O(k * n) with n <= MAX_NODES_PER_MODEL.
+    /// O(k * n) with n <= MAX_NODES_PER_MODEL. Reads two slots per listed node (listing, stake)
+    /// and the fee quote of the picked nodes only.
     function pickNodes(uint256 modelId, uint8 mode, uint256 k, uint256 seed)
         external
         view
         returns (address[] memory nodes, uint256 maxFee)
     {
-        Candidates memory c = _candidates(modelId, mode);
-        if (k > c.count) k = c.count;
+        (address[] memory candidates, uint256[] memory weights, uint256 count, uint256 total) =
+            _candidates(modelId, mode);
+        if (k > count) k = count;
         nodes = new address[](k);
         for (uint256 j = 0; j < k; ++j) {
-            uint256 r = uint256(keccak256(abi.encode(seed, j))) % c.total;
-            uint256 idx = 0;
-            while (r >= c.weights[idx]) {
-                r -= c.weights[idx];
-                ++idx;
-            }
-            nodes[j] = c.nodes[idx];
-            if (c.fees[idx] > maxFee) maxFee = c.fees[idx];
-            c.total -= c.weights[idx];
-            c.weights[idx] = 0;
+            uint256 idx = _draw(weights, total, uint256(keccak256(abi.encode(seed, j))));
+            address node = candidates[idx];
+            nodes[j] = node;
+            uint256 fee = _services[node][modelId].fee;
+            if (fee > maxFee) maxFee = fee;
+            total -= weights[idx];
+            weights[idx] = 0;
         }
     }
 
     /// @inheritdoc INodeRegistry
     function maxQuote(uint256 modelId, uint8 mode) external view returns (uint256 fee, uint256 eligible) {
-        address[] storage list = _modelNodes[modelId];
+        Listing[] storage list = _modelNodes[modelId];
         for (uint256 i = 0; i < list.length; ++i) {
-            (bool ok,, uint256 quoted) = _eligibility(list[i], modelId, mode);
+            (bool ok,, uint256 quoted) = _eligibility(list[i].node, modelId, mode);
             if (!ok) continue;
             ++eligible;
             if (quoted > fee) fee = quoted;
@@ -200,8 +200,12 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
     }
 
     /// @inheritdoc INodeRegistry
-    function nodesOf(uint256 modelId) external view returns (address[] memory) {
-        return _modelNodes[modelId];
+    function nodesOf(uint256 modelId) external view returns (address[] memory nodes) {
+        Listing[] storage list = _modelNodes[modelId];
+        nodes = new address[](list.length);
+        for (uint256 i = 0; i < nodes.length; ++i) {
+            nodes[i] = list[i].node;
+        }
     }
 
     /// @inheritdoc INodeRegistry
@@ -231,20 +235,43 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
         fee = s.fee;
     }
 
-    function _candidates(uint256 modelId, uint8 mode) private view returns (Candidates memory c) {
-        address[] storage list = _modelNodes[modelId];
+    /// @dev The index whose cumulative-weight interval holds `random % total`.
+    function _draw(uint256[] memory weights, uint256 total, uint256 random) private pure returns (uint256 idx) {
+        uint256 r = random % total;
+        // r < total = the sum of the weights, so the walk stops inside the array, and neither
+        // the subtraction (r >= weights[idx]) nor ++idx (idx < weights.length) can wrap.
+        unchecked {
+            while (r >= weights[idx]) {
+                r -= weights[idx];
+                ++idx;
+            }
+        }
+    }
+
+    /// @dev The eligible nodes of (model, mode) in list order, their weights (stakes), how many
+    /// there are and the total weight. Same rule as `_eligibility`, read from the listing.
+    function _candidates(uint256 modelId, uint8 mode)
+        private
+        view
+        returns (address[] memory nodes, uint256[] memory weights, uint256 count, uint256 total)
+    {
+        Listing[] storage list = _modelNodes[modelId];
         uint256 n = list.length;
-        c.nodes = new address[](n);
-        c.weights = new uint256[](n);
-        c.fees = new uint256[](n);
+        nodes = new address[](n);
+        weights = new uint256[](n);
+        if (mode == 0) return (nodes, weights, 0, 0);
         for (uint256 i = 0; i < n; ++i) {
-            (bool ok, uint256 weight, uint256 fee) = _eligibility(list[i], modelId, mode);
-            if (!ok) continue;
-            c.nodes[c.count] = list[i];
-            c.weights[c.count] = weight;
-            c.fees[c.count] = fee;
-            c.total += weight;
-            ++c.count;
+            Listing memory entry = list[i];
+            if (entry.modes & mode != mode) continue;
+            uint256 weight = _nodes[entry.node].stake;
+            if (weight < _minStake) continue;
+            nodes[count] = entry.node;
+            weights[count] = weight;
+            // count < n <= MAX_NODES_PER_MODEL, and total is at most 64 uint128 stakes.
+            unchecked {
+                total += weight;
+                ++count;
+            }
         }
     }
 
@@ -256,9 +283,9 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
     /// @dev The list is full: drop the first listed node whose stake is below minStake, so that
     /// registered but unstaked addresses cannot lock a model's list.
     function _evictUnstaked(uint256 modelId) private {
-        address[] storage list = _modelNodes[modelId];
+        Listing[] storage list = _modelNodes[modelId];
         for (uint256 i = 0; i < list.length; ++i) {
-            address node = list[i];
+            address node = list[i].node;
             if (_nodes[node].stake < _minStake) {
                 _unlist(modelId, node);
                 delete _services[node][modelId];
@@ -270,11 +297,11 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
     }
 
     function _unlist(uint256 modelId, address node) private {
-        address[] storage list = _modelNodes[modelId];
+        Listing[] storage list = _modelNodes[modelId];
         uint256 pos = _listed[modelId][node] - 1;
-        address last = list[list.length - 1];
+        Listing memory last = list[list.length - 1];
         list[pos] = last;
-        _listed[modelId][last] = pos + 1;
+        _listed[modelId][last.node] = pos + 1;
         list.pop();
         delete _listed[modelId][node];
     }

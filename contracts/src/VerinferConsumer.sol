@@ -37,8 +37,14 @@ abstract contract VerinferConsumer is IVerinferConsumer {
         _onInference(requestId, output);
     }
 
-    /// @dev Approves the coordinator for `maxFee` and submits the request; the coordinator pulls
-    /// the actual fee (at most `maxFee`). See IInferenceCoordinator.request for the parameters.
+    /// @dev Submits the request; the coordinator pulls the actual fee (at most `maxFee`). See
+    /// IInferenceCoordinator.request for the parameters. When the coordinator's allowance does
+    /// not cover `maxFee`, this approves it for the maximum first, so a steady stream of requests
+    /// pays for one approval, not one per request (an approval costs a fresh storage slot each
+    /// time, because each request spends the allowance back to zero). That allowance is safe to
+    /// give: the COORDINATOR is immutable and trusted for callbacks already, and it pulls only
+    /// inside `request`, only from its caller (this contract, via this function), and only the
+    /// fee, which is at most the `maxFee` this contract passes.
     function _requestInference(
         uint256 modelId,
         bytes memory input,
@@ -48,7 +54,9 @@ abstract contract VerinferConsumer is IVerinferConsumer {
         uint32 callbackGasLimit,
         uint8 redundancy
     ) internal returns (uint256 requestId) {
-        PAYMENT_TOKEN.forceApprove(address(COORDINATOR), maxFee);
+        if (PAYMENT_TOKEN.allowance(address(this), address(COORDINATOR)) < maxFee) {
+            PAYMENT_TOKEN.forceApprove(address(COORDINATOR), type(uint256).max);
+        }
         return COORDINATOR.request(modelId, input, mode, maxFee, deadline, callbackGasLimit, redundancy);
     }
 

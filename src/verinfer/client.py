@@ -63,6 +63,8 @@ class RequestResult:
     outputs: list[NDArray[np.float64]] | None = None
     outputs_q: list[NDArray[np.int32]] | None = None
     refunded: int | None = None
+    # Delivered the empty output: the nodes could not run the input (protocol-requests.md).
+    invalid_input: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -71,6 +73,7 @@ class RequestResult:
             "assigned": self.assigned, "deadline": self.deadline,
             "output": "0x" + self.output.hex() if self.output is not None else None,
             "output_hash": self.output_hash, "refunded": self.refunded,
+            "invalid_input": self.invalid_input,
         }  # fmt: skip
         if self.outputs is not None:
             data["outputs"] = [o.tolist() for o in self.outputs]
@@ -212,6 +215,9 @@ class InferenceClient:
             return result
         result.output = bytes(event["output"])
         result.output_hash = "0x" + bytes(event["outputHash"]).hex()
+        if not result.output:  # the nodes' verdict: the input does not fit the model
+            result.invalid_input = True
+            return result
         result.outputs_q, result.outputs = self.decode_output(info.model_id, result.output)
         return result
 

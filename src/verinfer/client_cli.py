@@ -51,6 +51,8 @@ def _show(result: RequestResult, client: InferenceClient) -> None:
         table.add_row("[bold]assigned[/]", ", ".join(result.assigned))
     if result.refunded is not None:
         table.add_row("[bold]refunded[/]", client.token.format(result.refunded))
+    if result.invalid_input:
+        table.add_row("[bold]output[/]", "0x (the nodes could not run this input for the model)")
     if result.outputs is not None:
         for i, o in enumerate(result.outputs):
             flat = o.reshape(-1)

@@ -60,6 +60,20 @@ def test_consumer_receives_the_output(kit: Kit, model: int) -> None:
     assert err.value.args_by_name == {"caller": DEPLOYER.address}
 
 
+def test_consumer_approves_the_coordinator_once(kit: Kit, model: int) -> None:
+    consumer = deploy_consumer(kit, "TestConsumer")
+    fee = kit.quote(model)
+    approvals = []
+    for _ in range(2):
+        fn = consumer.functions.requestInference(
+            model, INPUT, MODE_NONE, fee, kit.now() + 3600, 100_000, 1
+        )
+        receipt = kit.chain.transact(fn)
+        approvals.append(kit.events("Approval", receipt, contract="TestUSD"))
+    assert len(approvals[0]) == 1 and approvals[1] == []  # the allowance covers the second
+    assert kit.balance(kit.coordinator.address) == 2 * fee  # each request paid exactly its fee
+
+
 def test_consumer_pulls_its_refund(kit: Kit, model: int) -> None:
     consumer = deploy_consumer(kit, "TestConsumer")
     before = kit.balance(consumer.address)

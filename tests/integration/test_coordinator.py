@@ -112,7 +112,9 @@ def test_none_request_fulfil_pays_the_exact_split(kit: Kit) -> None:
     assert (req["status"], req["escrow"], req["nodeFee"], req["redundancy"]) == (
         STATUS_PENDING, 12_240, FEE, 1,
     )  # fmt: skip
-    assert req["inputHash"] == keccak(INPUT)
+    # The input is not stored, nor its hash: it travels in the event (modes none and consensus
+    # never check it on-chain; a mode that does stores the hash itself).
+    assert req["inputHash"] == b"\0" * 32
     assert req["assignedUntil"] == kit.now() + 60
 
     receipt = kit.send(node, "InferenceCoordinator", "fulfil", request_id, OUTPUT)
@@ -197,6 +199,46 @@ def test_quote_is_the_worst_case_over_eligible_nodes(kit: Kit) -> None:
     assert err.value.args_by_name["maxFee"] == escrow(1, fee=1_000) - 1
 
 
+def test_royalty_rate_is_fixed_at_request_time_and_paid_to_the_owner_at_settlement(
+    kit: Kit,
+) -> None:
+    model = kit.register_model()
+    (node,) = nodes_for(kit, model, 1)
+    request_id, _, _ = kit.request(REQUESTER, model)
+    new_owner = account(70)
+    kit.send(None, "ModelRegistry", "setRoyalty", model, 0)  # too late for this request
+    kit.send(None, "ModelRegistry", "transferFrom", DEPLOYER.address, new_owner.address, model)
+    kit.send(node, "InferenceCoordinator", "fulfil", request_id, OUTPUT)
+    assert kit.owed(new_owner.address) == royalty() == 500
+    assert kit.owed(DEPLOYER.address) == 0
+    assert kit.owed(node.address) == FEE + PRICE - royalty()
+    request_id, _, _ = kit.request(REQUESTER, model)  # new requests use the new rate
+    kit.send(node, "InferenceCoordinator", "fulfil", request_id, OUTPUT)
+    assert kit.owed(new_owner.address) == 500
+    assert kit.owed(node.address) == 2 * FEE + 2 * PRICE - royalty()
+
+
+def test_request_gas_does_not_depend_on_the_picked_node(kit: Kit) -> None:
+    """Whichever node the block's randomness picks, a request costs the same (up to the walk
+    over the stakes), so a gas estimate made before the block stays valid."""
+    model = kit.register_model()
+    cheap, dear = account(1), account(2)
+    kit.add_node(cheap, model, fee=1_000)
+    kit.add_node(dear, model, fee=3_000)
+    # The same token bookkeeping for every request: a standing balance and allowance.
+    kit.mint(REQUESTER.address, 10**9)
+    kit.approve(REQUESTER, kit.coordinator.address, 2**256 - 1)
+    worst = escrow(1, fee=3_000)
+    kit.request(REQUESTER, model, max_fee=worst, fund=False)  # stores this profile
+    gas: dict[str, list[int]] = {cheap.address: [], dear.address: []}
+    for _ in range(12):
+        _, (assigned,), receipt = kit.request(REQUESTER, model, max_fee=worst, fund=False)
+        gas[assigned].append(int(receipt["gasUsed"]))
+    assert gas[cheap.address] and gas[dear.address]
+    every = gas[cheap.address] + gas[dear.address]
+    assert max(every) - min(every) < 2_000
+
+
 # ---------------------------------------------------------------- mode consensus
 
 
@@ -247,6 +289,17 @@ def test_consensus_all_agree(kit: Kit) -> None:
     assert kit.balance(kit.coordinator.address) == 16_320
     with pytest.raises(WrongStatusError):
         kit.send(n0, "InferenceCoordinator", "finalize", request_id)
+    # The request stays readable after settlement; only the escrow reads 0.
+    req = kit.get_request(request_id)
+    assert (req["status"], req["escrow"], req["nodeFee"], req["redundancy"], req["mode"]) == (
+        STATUS_FULFILLED, 0, FEE, 3, MODE_CONSENSUS,
+    )  # fmt: skip
+    assert req["revealDeadline"] == req["assignedUntil"] + 120
+    assert kit.call("InferenceCoordinator", "assignedNodes", request_id) == [
+        n.address for n in (n0, n1, n2)
+    ]
+    # n1's reveal made the majority: majority = its index + 1.
+    assert tuple(kit.call("InferenceCoordinator", "getBallot", request_id)) == (7, 7, 2, True)
 
 
 def test_consensus_dissenter_is_slashed(kit: Kit) -> None:

@@ -15,6 +15,7 @@ from verinfer.chain.accounts import ANVIL_DEV_KEYS
 from verinfer.chain.client import Chain
 from verinfer.chain.deployments import AddressBook
 from verinfer.chain.devnet import DevnetInfo
+from verinfer.chain.token import Token
 from verinfer.cli import app
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,8 @@ def test_node_and_request_commands(
 ) -> None:
     monkeypatch.setenv("VERINFER_RPC_URL", anvil.rpc_url)
     model = register_digits(chain, book)
-    fund(chain, book, "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")  # anvil account 1
+    config_address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil account 1
+    fund(chain, book, config_address)
     fund(chain, book, chain.address)
     config = node_config(
         anvil.rpc_url, tmp_path / "node", 1, model.model_id, start_block=chain.w3.eth.block_number
@@ -77,6 +79,20 @@ def test_node_and_request_commands(
     assert r.exit_code == 0, r.output
     status = json.loads(r.stdout)
     assert status["registered"] and status["jobs"]["confirmed"] == 1
+    earned = status["earnings"]
+    assert earned == 5_000 + 10_000 - 1_000  # node fee + price - 10% royalty
+    r = verinfer("node", "status", "--config", str(path))
+    assert r.exit_code == 0 and "earnings" in r.stdout and "0.014 TUSD" in r.stdout, r.output
+    token = Token(chain, book.address("PaymentToken"))
+    before = token.balance_of(config_address)
+    r = verinfer("node", "withdraw-earnings", "--config", str(path), "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["withdrawn"] == earned
+    assert token.balance_of(config_address) == before + earned
+    r = verinfer("node", "status", "--config", str(path), "--json")
+    assert json.loads(r.stdout)["earnings"] == 0
+    r = verinfer("node", "withdraw-earnings", "--config", str(path))
+    assert r.exit_code == 1 and "error:" in r.output and "Traceback" not in r.output
     r = verinfer("node", "unstake", "1", "--config", str(path), "--json")
     assert r.exit_code == 0, r.output
     r = verinfer("node", "start", "--config", str(tmp_path / "missing.toml"))

@@ -106,14 +106,24 @@ def test_consensus_three_nodes(
         assert sorted(result.assigned) == sorted(nodes)
         assert result.outputs_q is not None
         assert np.array_equal(result.outputs_q[0], expected.outputs_q[0])
+        # An input no node can decode: all three answer the empty output, so it is delivered
+        # (and paid) like any agreed output rather than leaving everyone a no-show.
+        coordinator = client.coordinator
+        now = int(chain.w3.eth.get_block("latest")["timestamp"])
+        garbage = coordinator.request(
+            model.model_id, b"\x01\x00garbage", "consensus", redundancy=3, token=client.token,
+            max_fee=coordinator.quote(model.model_id, "consensus", 3), deadline=now + 600,
+        )  # fmt: skip
+        bad = client.wait(garbage.request_id, timeout=60)
+        assert bad.status == "fulfilled" and bad.output == b"" and bad.invalid_input
         # Every node reveals (the ballot closes after the third), and each is paid.
         for c in configs:
-            assert wait_jobs(c.data_dir, 1) == ["revealed"]
+            assert wait_jobs(c.data_dir, 2) == ["revealed", "revealed"]
     finally:
         for node in running:
             node.stop()
-    coordinator = CoordinatorClient(chain, book.address("InferenceCoordinator"))
     assert coordinator.get_ballot(result.request_id).closed
+    assert coordinator.get_ballot(garbage.request_id).closed
     for address in nodes:
         assert coordinator.balance_of(address) > 0
 

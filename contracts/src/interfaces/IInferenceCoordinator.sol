@@ -13,8 +13,9 @@ interface IInferenceCoordinator {
         Refunded // no result: the escrow went back to the requester
     }
 
-    /// @notice A request as `getRequest` returns it. After settlement the fee fields read 0
-    /// (storage is cleared for the gas refund); requester, mode, status and times remain.
+    /// @notice A request as `getRequest` returns it, also after settlement. `escrow` reads 0 once
+    /// nothing is held for the request any more (mode none: fulfilled or refunded; consensus:
+    /// the ballot closed).
     struct Request {
         address requester; // the consumer contract (or EOA) that pays and is called back
         uint64 deadline; // no result by then: refund and slash
@@ -27,7 +28,7 @@ interface IInferenceCoordinator {
         uint64 assignedUntil; // only assigned nodes may answer before this time
         uint64 revealDeadline; // consensus: reveals after this are too late
         uint256 modelId;
-        bytes32 inputHash; // keccak256 of the input bytes (the input itself is in the event)
+        bytes32 inputHash; // 0 in modes none and consensus: only the event carries the input
     }
 
     /// @notice Consensus bookkeeping: bit i is the i-th assigned node (assignment order).

@@ -111,7 +111,7 @@ class RequestInfo:
     assigned_until: int
     reveal_deadline: int
     model_id: int
-    input_hash: str
+    input_hash: str  # zero in modes none and consensus: the input is in the event
 
     @classmethod
     def from_tuple(cls, request_id: int, t: Any) -> RequestInfo:

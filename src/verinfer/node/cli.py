@@ -17,7 +17,7 @@ from rich.table import Table
 
 from verinfer.chain.client import Chain
 from verinfer.chain.connect import connect, deployed_address
-from verinfer.chain.inference import NodeRegistryClient
+from verinfer.chain.inference import CoordinatorClient, NodeRegistryClient
 from verinfer.chain.token import Token, format_units, parse_units
 from verinfer.cli_common import JsonOption, KeystoreOption, RpcUrlOption, console, emit_json, out
 from verinfer.errors import ConfigError
@@ -46,6 +46,12 @@ class _Node:
         )
         self.registry = NodeRegistryClient(self.chain, registry)
         self.token = Token(self.chain, deployed_address(self.chain, "PaymentToken"))
+
+    def coordinator(self) -> CoordinatorClient:
+        address = (self.config and self.config.coordinator) or deployed_address(
+            self.chain, "InferenceCoordinator"
+        )
+        return CoordinatorClient(self.chain, address)
 
     def amount(self, text: str, what: str = "amount") -> int:
         return parse_units(text, self.token.decimals(), what=what)
@@ -156,13 +162,31 @@ def withdraw(
     keystore: KeystoreOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Withdraw unbonded stake whose delay has passed."""
+    """Withdraw unbonded stake whose delay has passed (earnings: `node withdraw-earnings`)."""
     node = _Node(config, rpc_url, keystore)
     receipt = node.registry.withdraw()
     if json_out:
         emit_json({"node": node.chain.address, "tx": _tx(receipt)})
         return
     console.print(f"withdrawn (tx {_tx(receipt)})")
+
+
+@app.command("withdraw-earnings")
+def withdraw_earnings(
+    config: ConfigOption = None,
+    rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Pull the node's earnings (fees, its share of model prices) from the coordinator."""
+    node = _Node(config, rpc_url, keystore)
+    coordinator = node.coordinator()
+    amount = coordinator.balance_of(node.chain.address)
+    receipt = coordinator.withdraw()  # nothing owed: VerinferNothingToWithdraw, a clean error
+    if json_out:
+        emit_json({"node": node.chain.address, "withdrawn": amount, "tx": _tx(receipt)})
+        return
+    console.print(f"withdrew {node.fmt(amount)} of earnings (tx {_tx(receipt)})")
 
 
 @app.command("serve")
@@ -218,6 +242,7 @@ def status(
         "unbonding": info.unbonding,
         "unbonding_ready_at": info.unbonding_ready_at,
         "min_stake": node.registry.min_stake(),
+        "earnings": node.coordinator().balance_of(info.address),
     }
     if node.config is not None:
         services = {}
@@ -240,7 +265,7 @@ def status(
         return
     table = Table(show_header=False, box=None)
     for key, value in data.items():
-        if key in ("stake", "unbonding", "min_stake"):
+        if key in ("stake", "unbonding", "min_stake", "earnings"):
             value = node.fmt(int(value))
         table.add_row(f"[bold]{key}[/]", str(value))
     out.print(table)

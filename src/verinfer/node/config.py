@@ -133,6 +133,9 @@ class NodeConfig(_Strict):
     poll_interval: float = Field(default=0.5, gt=0, le=60)
     max_block_range: int = Field(default=1000, ge=1, le=100_000)
     start_block: int | None = Field(default=None, ge=0)
+    # Mode none: answer requests whose assignee let the assignment window pass (the contract
+    # pays the taker and slashes the no-show); never before the window ends.
+    take_over_orphans: bool = True
     coordinator: str | None = None
     node_registry: str | None = None
     model_registry: str | None = None

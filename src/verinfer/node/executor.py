@@ -4,6 +4,12 @@ The program comes from the store (or is compiled from the registered ONNX) and i
 against the registry's ``programHash`` (``verinfer.models.programs``); it is cached per model.
 Inputs arrive already quantized (int32 values at the program's input scales), so the node
 runs exactly the integers the requester committed to, whatever float they started from.
+
+An input no node can run (malformed encoding, wrong tensor count, size or scale, values the
+runtime refuses such as an out-of-vocabulary token id) raises ``InvalidRequestInputError``:
+the node answers it with the empty output (docs/protocol-requests.md), a deterministic
+verdict every honest node reaches. Failures that are the node's own (a program or a
+referenced input missing from its store) raise other errors and are never answered so.
 """
 
 from __future__ import annotations
@@ -14,18 +20,38 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from verinfer.chain.codec import decode_tensors, encode_tensors
-from verinfer.errors import ModelError, VerinferError
+from verinfer.chain.codec import (
+    CID_REFERENCE,
+    INLINE,
+    decode_reference,
+    decode_tensors,
+    encode_tensors,
+    payload_kind,
+)
+from verinfer.errors import ModelError, StoreError, VerinferError
 from verinfer.models.programs import ProgramCache
 from verinfer.models.registry import ModelRecord, RegistryClient
-from verinfer.runtime import Program
+from verinfer.runtime import Program, RuntimeInputError
+from verinfer.runtime.ops.shape import IndexOutOfRangeError
 from verinfer.store.local import Store
 
-__all__ = ["Executor", "InvalidRequestInputError", "decode_for_program", "encode_outputs"]
+__all__ = [
+    "Executor",
+    "InputUnavailableError",
+    "InvalidRequestInputError",
+    "decode_for_program",
+    "encode_outputs",
+]
+
+INVALID_INPUT_OUTPUT = b""  # the protocol's answer to an input no node can run
 
 
 class InvalidRequestInputError(ModelError):
     """The request's input bytes do not fit the model's program (count, scale or encoding)."""
+
+
+class InputUnavailableError(ModelError):
+    """A CID-referenced input is not in this node's store (the node's problem, not the input's)."""
 
 
 def decode_for_program(program: Program, data: bytes) -> dict[str, NDArray[Any]]:
@@ -84,7 +110,38 @@ class Executor:
         return self.programs.get(self.record(model_id))
 
     def run(self, model_id: int, input_bytes: bytes) -> bytes:
-        """The encoded output of ``model_id`` on ``input_bytes``; bad input: ModelError."""
+        """The encoded output of ``model_id`` on ``input_bytes``.
+
+        An input no node can run: InvalidRequestInputError. A referenced input missing from
+        the store: InputUnavailableError. Anything else (the program) is a ModelError.
+        """
         program = self.program(model_id)
-        execution = program.run(decode_for_program(program, input_bytes), trace=False)
+        feeds = decode_for_program(program, self.inline(input_bytes))
+        try:
+            execution = program.run(feeds, trace=False)
+        except (RuntimeInputError, IndexOutOfRangeError) as exc:
+            raise InvalidRequestInputError(f"the runtime refuses the input: {exc}") from exc
         return encode_outputs(program, execution.outputs_q)
+
+    def inline(self, input_bytes: bytes) -> bytes:
+        """The inline tensor bytes: ``input_bytes`` itself, or the stored file it references."""
+        try:
+            if payload_kind(input_bytes) != CID_REFERENCE:
+                return input_bytes
+            cid = decode_reference(input_bytes)
+        except ModelError as exc:
+            raise InvalidRequestInputError(
+                f"the input is not a valid tensor encoding: {exc}"
+            ) from exc
+        try:
+            data = self.programs.store.get(cid)
+        except StoreError as exc:
+            raise InputUnavailableError(
+                f"the referenced input {cid} is not in this node's store: {exc}",
+                hint="point VERINFER_STORE at a store (IPFS node) that holds it",
+            ) from exc
+        if data[:1] != bytes([INLINE]):
+            raise InvalidRequestInputError(
+                f"the referenced input {cid} does not hold inline tensors"
+            )
+        return data

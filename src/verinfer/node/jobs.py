@@ -7,15 +7,20 @@ through a step never creates a second job or moves one backwards.
 
 States::
 
-    seen -> computed -> submitted(tx, nonce) -> confirmed
-                  \\            |  \\-> committed -> submitted (reveal) -> confirmed
-                   \\           v
-                    +-----> failed / expired      (terminal, like confirmed)
+    standby -> seen -> computed -> submitted(fulfil) -> confirmed              (mode none)
+                       computed -> submitted(commit) -> committed              (consensus)
+                      committed -> submitted(reveal) -> revealed | confirmed
+           committed | revealed -> submitted(finalize) -> confirmed | expired
+       any non-terminal state -> failed | expired    (terminal, like confirmed)
 
-``submitted`` may fall back to ``computed`` (or ``committed``) when its transaction was
-dropped before being mined; ``phase`` says which call the transaction makes (fulfil, commit,
-reveal). The watcher's block cursor lives in the same database and moves in the same
-transaction as the jobs it discovered.
+``standby`` is a mode-none request assigned to another node that this node may take over if
+the assignee lets its assignment window pass (``takeover`` = 1); it becomes ``seen`` when it
+does, and the row is dropped when the request settles without it. ``revealed``: this node
+revealed, the ballot is still open (another node has not revealed yet); past the reveal
+deadline the node calls ``finalize``. ``submitted`` may fall back to ``computed``,
+``committed`` or ``revealed`` when its transaction was dropped before being mined; ``phase``
+says which call the transaction makes (fulfil, commit, reveal, finalize). The watcher's block
+cursor lives in the same database and moves in the same transaction as the jobs it discovered.
 """
 
 from __future__ import annotations
@@ -32,14 +37,16 @@ from verinfer.errors import VerinferError
 
 __all__ = ["Close", "Job", "JobLog", "JobState", "NewJob", "Phase", "TransitionError"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class JobState(StrEnum):
+    STANDBY = "standby"
     SEEN = "seen"
     COMPUTED = "computed"
     SUBMITTED = "submitted"
     COMMITTED = "committed"
+    REVEALED = "revealed"
     CONFIRMED = "confirmed"
     FAILED = "failed"
     EXPIRED = "expired"
@@ -53,12 +60,14 @@ TERMINAL = frozenset({JobState.CONFIRMED, JobState.FAILED, JobState.EXPIRED})
 
 # Which transitions the state machine allows; anything else is a bug and raises.
 _ALLOWED: dict[JobState, frozenset[JobState]] = {
+    JobState.STANDBY: frozenset({JobState.SEEN, *TERMINAL}),
     JobState.SEEN: frozenset({JobState.COMPUTED, *TERMINAL}),
     JobState.COMPUTED: frozenset({JobState.SUBMITTED, *TERMINAL}),
     JobState.SUBMITTED: frozenset(
-        {JobState.COMPUTED, JobState.COMMITTED, JobState.SUBMITTED, *TERMINAL}
+        {JobState.COMPUTED, JobState.COMMITTED, JobState.REVEALED, JobState.SUBMITTED, *TERMINAL}
     ),
     JobState.COMMITTED: frozenset({JobState.SUBMITTED, *TERMINAL}),
+    JobState.REVEALED: frozenset({JobState.SUBMITTED, *TERMINAL}),
     JobState.CONFIRMED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.EXPIRED: frozenset(),
@@ -69,6 +78,7 @@ class Phase(StrEnum):
     FULFIL = "fulfil"
     COMMIT = "commit"
     REVEAL = "reveal"
+    FINALIZE = "finalize"
 
 
 class TransitionError(VerinferError):
@@ -87,6 +97,7 @@ class NewJob:
     input: bytes
     fee: int = 0
     error: str | None = None  # set: record the job as failed right away
+    standby: bool = False  # assigned to another node: record it to take over if orphaned
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,10 @@ class Job:
     attempts: int
     created_at: float
     updated_at: float
+    takeover: bool = False  # recorded on standby: another node was assigned
+    assigned_until: int = 0  # the end of the assignment window, once read (0 = unknown)
+    reveal_deadline: int = 0  # consensus: once read (0 = unknown)
+    input_error: str | None = None  # why the input was answered with the empty output
 
     @property
     def request_int(self) -> int:
@@ -128,8 +143,16 @@ class Job:
 
 _COLUMNS = (
     "request_id, model_id, mode, block, deadline, fee, input, state, phase, output, salt, "
-    "tx_hash, nonce, raw_tx, outcome, error, attempts, created_at, updated_at"
+    "tx_hash, nonce, raw_tx, outcome, error, attempts, created_at, updated_at, takeover, "
+    "assigned_until, reveal_deadline, input_error"
 )
+# Columns added after schema 1, with their SQL type: added to an older database on open.
+_ADDED_COLUMNS = {
+    "takeover": "INTEGER NOT NULL DEFAULT 0",
+    "assigned_until": "INTEGER NOT NULL DEFAULT 0",
+    "reveal_deadline": "INTEGER NOT NULL DEFAULT 0",
+    "input_error": "TEXT",
+}
 
 
 def _row(row: sqlite3.Row) -> Job:
@@ -153,6 +176,10 @@ def _row(row: sqlite3.Row) -> Job:
         attempts=row["attempts"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        takeover=bool(row["takeover"]),
+        assigned_until=int(row["assigned_until"]),
+        reveal_deadline=int(row["reveal_deadline"]),
+        input_error=row["input_error"],
     )
 
 
@@ -205,6 +232,10 @@ class JobLog:
                     updated_at REAL NOT NULL
                 )"""
             )
+            have = {str(r["name"]) for r in self.db.execute("PRAGMA table_info(jobs)")}
+            for name, sql_type in _ADDED_COLUMNS.items():
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql_type}")
             self.db.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)")
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -213,7 +244,8 @@ class JobLog:
                 "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER)"
             )
             self.db.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
+                "INSERT INTO meta(key, value) VALUES ('schema', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (str(SCHEMA_VERSION),),
             )
 
@@ -245,26 +277,34 @@ class JobLog:
 
         ``new_jobs`` are inserted unless their request id is already known (idempotent);
         ``closes`` are requests settled on-chain, applied to jobs in the states they name
-        (never to a job with a transaction in flight: its own receipt resolves it). Returns
-        the newly inserted request ids.
+        (never to a job with a transaction in flight: its own receipt resolves it); a
+        ``standby`` row of a settled request is dropped (it was never this node's work).
+        Returns the newly inserted request ids.
         """
         inserted: list[str] = []
         now = time.time()
         with self.transaction():
             for job in new_jobs:
                 state = JobState.FAILED if job.error else JobState.SEEN
+                if job.standby and not job.error:
+                    state = JobState.STANDBY
                 cur = self.db.execute(
                     "INSERT OR IGNORE INTO jobs (request_id, model_id, mode, block, deadline, "
-                    "fee, input, state, error, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "fee, input, state, error, created_at, updated_at, takeover) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         job.request_id, job.model_id, job.mode, job.block, job.deadline,
                         str(job.fee), job.input, state.value, job.error, now, now,
+                        int(job.standby),
                     ),
                 )  # fmt: skip
                 if cur.rowcount:
                     inserted.append(job.request_id)
             for close in closes:
+                self.db.execute(
+                    "DELETE FROM jobs WHERE request_id = ? AND state = 'standby'",
+                    (close.request_id,),
+                )
                 when = [s.value for s in close.when if s != JobState.SUBMITTED]
                 marks = ",".join("?" for _ in when)
                 self.db.execute(
@@ -328,7 +368,10 @@ class JobLog:
         set, or is terminal; raises TransitionError for an edge the machine does not have, or
         when ``expect`` is given and the job is in none of those states.
         """
-        allowed = {"phase", "output", "salt", "tx_hash", "nonce", "raw_tx", "outcome", "error"}
+        allowed = {
+            "phase", "output", "salt", "tx_hash", "nonce", "raw_tx", "outcome", "error",
+            "assigned_until", "reveal_deadline", "input_error",
+        }  # fmt: skip
         unknown = set(fields) - allowed
         if unknown:
             raise TransitionError(f"unknown job field(s): {sorted(unknown)}")
@@ -357,6 +400,14 @@ class JobLog:
                 (*values.values(), 1 if to == JobState.SUBMITTED else 0, request_id),
             )
         return True
+
+    def drop_standby(self, request_id: str) -> bool:
+        """Forget a ``standby`` row (the request settled, or this node may not take it over)."""
+        with self.transaction():
+            cur = self.db.execute(
+                "DELETE FROM jobs WHERE request_id = ? AND state = 'standby'", (request_id,)
+            )
+        return bool(cur.rowcount)
 
     # -- counters for /metrics ----------------------------------------------------------------
 

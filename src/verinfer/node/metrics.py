@@ -35,7 +35,8 @@ class Snapshot:
 
     @property
     def pending(self) -> int:
-        return sum(v for k, v in self.jobs.items() if k not in ("confirmed", "failed", "expired"))
+        done = ("confirmed", "failed", "expired", "standby")  # standby: another node's request
+        return sum(v for k, v in self.jobs.items() if k not in done)
 
     def health(self) -> dict[str, Any]:
         data = asdict(self)
@@ -55,6 +56,7 @@ def render_prometheus(s: Snapshot) -> str:
         "tx_sent": "Transactions signed and sent.",
         "tx_failed": "Transactions mined but reverted.",
         "tx_refused": "Transactions the RPC refused to accept.",
+        "invalid_inputs": "Requests answered with the empty output (input no node can run).",
     }
     for name, text in counters.items():
         lines += [

@@ -1,7 +1,8 @@
 """The node daemon: a Service with setup / run / stop, and its main loop.
 
-Each tick reads the head once, lets the watcher record new events, computes outputs for
-newly seen jobs, sends the transactions computed jobs need, and resolves receipts. All
+Each tick reads the head once, lets the watcher record new events, takes over orphaned
+standby requests, computes outputs for newly seen jobs, sends the transactions computed,
+committed and revealed jobs need, and resolves receipts. All
 progress lives in the job log, so the loop can stop (SIGTERM, SIGINT, ``stop()``) or die
 (SIGKILL) between any two statements and the next start continues where it left off.
 """
@@ -20,12 +21,17 @@ import structlog
 
 from verinfer.chain.client import Chain
 from verinfer.chain.deployments import AddressBook
-from verinfer.chain.inference import CoordinatorClient, InferenceMode, NodeRegistryClient
+from verinfer.chain.inference import (
+    CoordinatorClient,
+    InferenceMode,
+    NodeRegistryClient,
+    RequestStatus,
+)
 from verinfer.chain.token import Token, parse_units
 from verinfer.errors import ConfigError, ModelError, VerinferError
 from verinfer.models.registry import RegistryClient
 from verinfer.node.config import NodeConfig
-from verinfer.node.executor import Executor
+from verinfer.node.executor import INVALID_INPUT_OUTPUT, Executor, InvalidRequestInputError
 from verinfer.node.jobs import Job, JobLog, JobState
 from verinfer.node.metrics import MetricsServer, Snapshot
 from verinfer.node.rpc import TransientRpcError, with_retries
@@ -166,10 +172,12 @@ class NodeService:
         self.submitter.base_fee = int(block.get("baseFeePerGas", 0) or 0)
         polls = self.watcher.poll(head)
         busy = any(p.new_jobs or p.closed for p in polls)
+        for job in self.jobs.in_state(JobState.STANDBY):
+            self._guard(job, lambda j, n: self._standby(j, n, head), now)
         for job in self.jobs.in_state(JobState.SEEN):
             self._guard(job, self._compute, now)
             busy = True
-        for job in self.jobs.in_state(JobState.COMPUTED, JobState.COMMITTED):
+        for job in self.jobs.in_state(JobState.COMPUTED, JobState.COMMITTED, JobState.REVEALED):
             before = job.state
             self._guard(job, lambda j, n: self.submitter.submit(j, n, head), now)
             after = self.jobs.get(job.request_id)
@@ -183,11 +191,17 @@ class NodeService:
             self.jobs.transition(job.request_id, JobState.EXPIRED, outcome="deadline_passed")
             return
         started = time.perf_counter()
+        input_error: str | None = None
         try:
             output = self.executor.run(job.model_id, job.input)
-        except ModelError as exc:
+        except InvalidRequestInputError as exc:
+            # No node can run this input: answer with the protocol's empty output, so the
+            # requester cannot farm no-show slashes with garbage (docs/protocol-requests.md).
+            output, input_error = INVALID_INPUT_OUTPUT, str(exc)[:500]
+            log.warning("job.invalid_input", request_id=job.request_id, error=input_error[:200])
+        except ModelError as exc:  # the node's own problem (program, store): never answered
             self.jobs.transition(
-                job.request_id, JobState.FAILED, outcome="bad_input", error=str(exc)[:500]
+                job.request_id, JobState.FAILED, outcome="cannot_compute", error=str(exc)[:500]
             )
             log.warning("job.failed", request_id=job.request_id, error=str(exc)[:200])
             return
@@ -195,14 +209,61 @@ class NodeService:
         # must reveal with the salt it committed to.
         salt = os.urandom(32) if job.mode == InferenceMode.CONSENSUS else None
         self.jobs.transition(
-            job.request_id, JobState.COMPUTED, expect=(JobState.SEEN,), output=output, salt=salt
-        )
+            job.request_id, JobState.COMPUTED, expect=(JobState.SEEN,), output=output, salt=salt,
+            input_error=input_error,
+        )  # fmt: skip
+        if input_error is not None:
+            self.jobs.bump("invalid_inputs")
         log.info(
             "job.computed",
             request_id=job.request_id,
             model_id=job.model_id,
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+    def _standby(self, job: Job, now: int, head: int) -> None:
+        """Take over a mode-none request whose assignee let the assignment window pass.
+
+        Never inside the window (the assignee's time), never after the deadline; only while
+        this node is eligible. The contract pays the taker and slashes the no-show.
+        """
+        if job.deadline and now >= job.deadline:
+            self._drop_standby(job, "deadline_passed")
+            return
+        if job.assigned_until and now < job.assigned_until:
+            return  # no RPC while the assignee's window is open
+        info = self.submitter.request_info(job, head)
+        if info.status != RequestStatus.PENDING:
+            self._drop_standby(job, "settled")
+            return
+        if now < info.assigned_until:
+            self.jobs.transition(
+                job.request_id, JobState.STANDBY, assigned_until=info.assigned_until
+            )
+            return
+        # At "latest", like the fulfil's own simulation (the check that really counts).
+        eligible = with_retries(
+            lambda: self.node_registry.contract.functions.isEligible(
+                self.account.address, job.model_id, int(InferenceMode.NONE)
+            ).call(),
+            "eligibility",
+        )
+        if not eligible:
+            self._drop_standby(job, "not_eligible")
+            log.info(
+                "job.orphan_skipped", request_id=job.request_id, reason="not eligible",
+                hint="stake at least minStake and serve the model in mode none",
+            )  # fmt: skip
+            return
+        self.jobs.transition(
+            job.request_id, JobState.SEEN, expect=(JobState.STANDBY,),
+            assigned_until=info.assigned_until,
+        )  # fmt: skip
+        log.info("job.taking_over", request_id=job.request_id, assigned_until=info.assigned_until)
+
+    def _drop_standby(self, job: Job, reason: str) -> None:
+        if self.jobs.drop_standby(job.request_id):
+            log.debug("job.standby_dropped", request_id=job.request_id, reason=reason)
 
     def _guard(self, job: Job, step: Any, now: int) -> None:
         """Run one job's step; an error other than a transient RPC one fails that job only."""

@@ -14,6 +14,10 @@ The rules that make restarts safe:
 * A reverted transaction is data: the job is failed with the decoded custom error.
 * Consensus: the salt is stored with the output (state ``computed``) before the commit is
   signed, so a restarted node reveals with the salt it committed to.
+* Consensus: a node that committed keeps the job open (``committed`` or ``revealed``) until
+  the ballot closes; past the reveal deadline with the ballot still open (another node never
+  revealed) it calls ``finalize``. Several nodes may race to do so: "already closed" is the
+  expected answer for all but one, recorded, never an error.
 """
 
 from __future__ import annotations
@@ -122,8 +126,12 @@ class Submitter:
         cap = int(self.gas.max_fee_gwei * GWEI)
         return min(2 * self.base_fee + tip, cap), tip
 
+    def request_info(self, job: Job, head: int) -> RequestInfo:
+        """The job's request, read at the block the node trails the head at."""
+        return self._request(job, head)
+
     def submit(self, job: Job, now: int, head: int) -> None:
-        """Send the next transaction a ``computed`` or ``committed`` job needs."""
+        """Send the next transaction a ``computed``, ``committed`` or ``revealed`` job needs."""
         if job.state == JobState.COMPUTED:
             if job.deadline and now >= job.deadline:
                 self._close(job, JobState.EXPIRED, "deadline_passed")
@@ -141,10 +149,22 @@ class Submitter:
             if info.status == RequestStatus.PENDING and now < info.assigned_until:
                 return  # other nodes have not all committed yet
             if info.reveal_deadline and now > info.reveal_deadline:
-                self._close(job, JobState.EXPIRED, "reveal_deadline_passed")
+                phase, callback_gas = Phase.FINALIZE, 0  # too late to reveal; close the ballot
+            else:
+                phase, callback_gas = Phase.REVEAL, info.callback_gas_limit
+        elif job.state == JobState.REVEALED:
+            if job.reveal_deadline and now <= job.reveal_deadline:
+                return  # others may still reveal; the watcher closes the job when the last does
+            info = self._request(job, head)
+            if info.status == RequestStatus.REFUNDED or self._ballot_closed(job, head):
+                self._close(job, JobState.CONFIRMED, "revealed")
                 return
-            phase = Phase.REVEAL
-            callback_gas = info.callback_gas_limit
+            if now <= info.reveal_deadline:
+                self.jobs.transition(
+                    job.request_id, JobState.REVEALED, reveal_deadline=info.reveal_deadline
+                )
+                return
+            phase, callback_gas = Phase.FINALIZE, 0
         else:
             return
         data = self._calldata(job, phase)
@@ -237,6 +257,8 @@ class Submitter:
         output = job.output or b""
         if phase == Phase.FULFIL:
             return "fulfil", [rid, output]
+        if phase == Phase.FINALIZE:
+            return "finalize", [rid]
         salt = job.salt or b""
         if phase == Phase.COMMIT:
             return "commit", [rid, commitment(rid, self.address, output, salt)]
@@ -297,7 +319,26 @@ class Submitter:
                 )
                 log.info("job.committed", request_id=job.request_id, tx=tx)
                 return
+            if job.phase == Phase.FINALIZE:
+                state, outcome = self._after_finalize(job, by_us=True)
+                self.jobs.transition(
+                    job.request_id, state, expect=(JobState.SUBMITTED,), outcome=outcome
+                )
+                log.info("job.finalized", request_id=job.request_id, tx=tx, outcome=outcome)
+                return
+            if job.phase == Phase.REVEAL and not self._ballot_closed(job, head):
+                # Others have yet to reveal: wait for the ballot to close (or finalize it).
+                info = self._request(job, head)
+                self.jobs.transition(
+                    job.request_id, JobState.REVEALED, expect=(JobState.SUBMITTED,),
+                    outcome="revealed", reveal_deadline=info.reveal_deadline,
+                )  # fmt: skip
+                self.jobs.bump("requests_handled")
+                log.info("job.revealed", request_id=job.request_id, tx=tx)
+                return
             outcome = "revealed" if job.phase == Phase.REVEAL else "fulfilled"
+            if job.phase == Phase.FULFIL and job.takeover:
+                outcome = "took_over"
             self.jobs.transition(
                 job.request_id, JobState.CONFIRMED, expect=(JobState.SUBMITTED,), outcome=outcome
             )
@@ -308,11 +349,8 @@ class Submitter:
         reason = self._replay_reason(job, int(receipt["blockNumber"]))
         log.warning("tx.reverted", request_id=job.request_id, tx=tx, reason=reason)
         info = self._request(job, head)
-        if job.phase == Phase.REVEAL:
-            settled = self._ballot_closed(job, head)
-        else:
-            settled = info.status.settled
-        if settled:
+        phase = job.phase or Phase.FULFIL
+        if self._settled(job, phase, info, head):
             self._close_settled(job, info, before=str(job.phase), error=reason)
         elif reason.startswith(_REPLAY_SUCCEEDS) and job.attempts < MAX_SEND_ATTEMPTS:
             self._rollback(job, reason)  # out of gas (or raced): simulate and send again
@@ -333,10 +371,16 @@ class Submitter:
         reason = _describe(exc)
         if phase == Phase.REVEAL and "VerinferRevealNotOpen" in reason:
             return  # try again next tick
+        if phase == Phase.FINALIZE and "VerinferDeadlineNotPassed" in reason:
+            return  # the next block's timestamp will be past the reveal deadline
         info = self._request(job, head)
-        settled = info.status.settled if phase != Phase.REVEAL else self._ballot_closed(job, head)
+        settled = self._settled(job, phase, info, head)
         if settled or (phase == Phase.COMMIT and info.status != RequestStatus.PENDING):
             self._close_settled(job, info, before=str(phase), error=reason)
+            return
+        if "VerinferWrongStatus" in reason:
+            # Settled in a block newer than the one we read at (another node's fulfil or
+            # finalize just landed): a state that never reverts, so look again next tick.
             return
         log.warning("job.refused", request_id=job.request_id, phase=str(phase), error=reason)
         self._close(job, JobState.FAILED, "refused", error=reason)
@@ -353,10 +397,28 @@ class Submitter:
         ballot = self._rpc(lambda: self.coordinator.get_ballot(job.request_int, block), "ballot")
         return bool(ballot.closed)
 
+    def _settled(self, job: Job, phase: Phase, info: RequestInfo, head: int) -> bool:
+        """Whether ``phase`` of ``job`` has nothing left to do on-chain."""
+        if phase == Phase.REVEAL:
+            return self._ballot_closed(job, head)
+        if phase == Phase.FINALIZE:
+            return info.status == RequestStatus.REFUNDED or self._ballot_closed(job, head)
+        return info.status.settled
+
+    @staticmethod
+    def _after_finalize(job: Job, *, by_us: bool) -> tuple[JobState, str]:
+        """Where a job ends once its ballot is closed, by our ``finalize`` or anyone's."""
+        if job.outcome == "revealed":  # set when the job entered ``revealed``
+            return JobState.CONFIRMED, "revealed_finalized" if by_us else "revealed"
+        return JobState.EXPIRED, "reveal_missed_finalized" if by_us else "reveal_deadline_passed"
+
     def _close_settled(
         self, job: Job, info: RequestInfo, *, before: str, error: str | None = None
     ) -> None:
-        if info.status == RequestStatus.REFUNDED:
+        if before == str(Phase.FINALIZE):
+            state, outcome = self._after_finalize(job, by_us=False)
+            self._close(job, state, outcome, error=error)
+        elif info.status == RequestStatus.REFUNDED:
             self._close(job, JobState.EXPIRED, "refunded", error=error)
         else:
             self._close(job, JobState.CONFIRMED, f"settled_before_{before}", error=error)
@@ -366,7 +428,11 @@ class Submitter:
             log.info("job.closed", request_id=job.request_id, state=str(state), outcome=outcome)
 
     def _rollback(self, job: Job, reason: str) -> None:
-        back = JobState.COMMITTED if job.phase == Phase.REVEAL else JobState.COMPUTED
+        back = JobState.COMPUTED
+        if job.phase == Phase.REVEAL:
+            back = JobState.COMMITTED
+        elif job.phase == Phase.FINALIZE:
+            back = JobState.REVEALED if job.outcome == "revealed" else JobState.COMMITTED
         self.jobs.transition(
             job.request_id, back, expect=(JobState.SUBMITTED,), tx_hash=None, raw_tx=None,
             nonce=None, error=reason,

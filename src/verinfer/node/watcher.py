@@ -6,6 +6,11 @@ once (topic0 OR-list). A range is recorded in one SQLite transaction together wi
 harmless because jobs are keyed by request id. A log that does not decode is logged and
 recorded as a failed job; the watcher never stops on one.
 
+Requests assigned to this node become jobs. So do, with ``take_over_orphans``, mode-none
+requests for a model this node serves in mode none but assigned to another node: they are
+recorded on ``standby`` (the service takes one over only if its assignee lets the assignment
+window pass) and forgotten when the request settles.
+
 Confirmations: an event in block ``b`` is handled once ``head >= b + confirmations - 1``
 (1 = as soon as it is mined; the devnet default, where automine makes no further blocks).
 """
@@ -22,6 +27,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import Contract
 
+from verinfer.chain.inference import InferenceMode
 from verinfer.node.config import NodeConfig
 from verinfer.node.jobs import Close, JobLog, JobState, NewJob
 
@@ -32,6 +38,11 @@ log = structlog.get_logger(__name__)
 _WATCHED = ("InferenceRequested", "InferenceFulfilled", "Refunded", "ConsensusClosed")
 _OPEN = (JobState.SEEN, JobState.COMPUTED)
 _OPEN_OR_COMMITTED = (JobState.SEEN, JobState.COMPUTED, JobState.COMMITTED)
+
+
+def _closed_after_reveal(request_id: str) -> Close:
+    """The ballot closed after this node revealed: its job is done (and paid if it agreed)."""
+    return Close(request_id, JobState.CONFIRMED, "revealed", (JobState.REVEALED,))
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,8 @@ class Watcher:
             job = self.jobs.get(request_id)
             if job is not None and job.state == JobState.FAILED:
                 log.warning("job.malformed", request_id=request_id, error=job.error)
+            elif job is not None and job.state == JobState.STANDBY:
+                log.debug("job.standby", request_id=request_id, block=job.block)
             else:
                 log.info("job.seen", request_id=request_id, block=job.block if job else None)
         return PollResult(start, end, len(inserted), len(closes), malformed)
@@ -139,10 +152,12 @@ class Watcher:
                 closes.append(Close(request_id, JobState.CONFIRMED, "fulfilled_by_other", _OPEN))
             elif name == "Refunded":
                 closes.append(Close(request_id, JobState.EXPIRED, "refunded", _OPEN_OR_COMMITTED))
+                closes.append(_closed_after_reveal(request_id))
             elif name == "ConsensusClosed":
                 closes.append(
                     Close(request_id, JobState.CONFIRMED, "closed_without_us", _OPEN_OR_COMMITTED)
                 )
+                closes.append(_closed_after_reveal(request_id))
             else:
                 job = self._requested(request_id, args, int(raw["blockNumber"]))
                 if job is not None:
@@ -151,10 +166,22 @@ class Watcher:
 
     def _requested(self, request_id: str, args: Any, block: int) -> NewJob | None:
         assigned = {to_checksum_address(a) for a in args["assigned"]}
-        if self.node not in assigned:
-            return None
         model_id, mode = int(args["modelId"]), int(args["mode"])
         served = self.config.served(model_id)
+        if self.node not in assigned:
+            standby = (
+                self.config.take_over_orphans
+                and mode == InferenceMode.NONE
+                and served is not None
+                and bool(served.mode_mask & InferenceMode.NONE)
+            )
+            if not standby:
+                return None
+            return NewJob(
+                request_id=request_id, model_id=model_id, mode=mode, block=block,
+                deadline=int(args["deadline"]), input=bytes(args["input"]),
+                fee=int(args["fee"]), standby=True,
+            )  # fmt: skip
         error = None
         if served is None:
             error = f"assigned model {model_id}, which this node's config does not serve"

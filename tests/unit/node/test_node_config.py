@@ -154,3 +154,14 @@ def test_keystore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PW", "wrong")
     with pytest.raises(ConfigError, match="wrong password"):
         config.key.load()
+
+
+def test_take_over_orphans_defaults_on() -> None:
+    from verinfer.node.config import parse_config
+
+    base = {
+        "rpc_url": "http://127.0.0.1:8545", "data_dir": "d", "key": {"env": "K"},
+        "models": [{"id": 1, "modes": ["none"]}],
+    }  # fmt: skip
+    assert parse_config(base).take_over_orphans
+    assert not parse_config({**base, "take_over_orphans": False}).take_over_orphans

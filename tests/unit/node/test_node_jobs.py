@@ -132,3 +132,66 @@ def test_big_request_ids_order(log: JobLog) -> None:
         log.in_state(JobState.SEEN)
     ) == 2
     assert log.get(big) is not None
+
+
+def test_standby_rows_taken_over_or_dropped(log: JobLog) -> None:
+    standby = NewJob("5", model_id=1, mode=1, block=3, deadline=10**10, input=b"\x01", standby=True)
+    other = NewJob("6", model_id=1, mode=1, block=3, deadline=10**10, input=b"\x01", standby=True)
+    assert log.record_range([standby, other, new("7")], [], 3) == ["5", "6", "7"]
+    job = log.get("5")
+    assert job is not None and job.state == JobState.STANDBY and job.takeover
+    assert not log.get("7").takeover  # type: ignore[union-attr]
+    assert log.transition("5", JobState.STANDBY, assigned_until=1234)
+    assert log.get("5").assigned_until == 1234  # type: ignore[union-attr]
+    assert log.transition("5", JobState.SEEN, expect=(JobState.STANDBY,))
+    # Settled by its assignee: the standby row goes; a taken-over job is closed like any other.
+    log.record_range([], [Close("6", JobState.CONFIRMED, "fulfilled_by_other")], 4)
+    log.record_range([], [Close("5", JobState.CONFIRMED, "fulfilled_by_other")], 5)
+    assert log.get("6") is None
+    assert log.get("5").state == JobState.CONFIRMED  # type: ignore[union-attr]
+    log.record_range([other], [], 6)  # seen again later (never for a replayed range)
+    assert log.drop_standby("6") and not log.drop_standby("6") and not log.drop_standby("5")
+
+
+def test_revealed_waits_for_the_ballot(log: JobLog) -> None:
+    log.record_range([new("1")], [], 1)
+    log.transition("1", JobState.COMPUTED, output=b"o", salt=b"s" * 32)
+    log.transition("1", JobState.SUBMITTED, phase=Phase.REVEAL, tx_hash="0x1", nonce=1)
+    assert log.transition("1", JobState.REVEALED, outcome="revealed", reveal_deadline=99)
+    job = log.get("1")
+    assert job is not None and not job.state.terminal and job.reveal_deadline == 99
+    assert log.transition("1", JobState.SUBMITTED, phase=Phase.FINALIZE, tx_hash="0x2", nonce=2)
+    assert log.transition("1", JobState.REVEALED, expect=(JobState.SUBMITTED,))  # dropped tx
+    closed = Close("1", JobState.CONFIRMED, "revealed", (JobState.REVEALED,))
+    log.record_range([], [closed], 2)
+    assert log.get("1").state == JobState.CONFIRMED  # type: ignore[union-attr]
+    log.record_range([new("2")], [], 3)
+    with pytest.raises(TransitionError):
+        log.transition("2", JobState.REVEALED)  # seen -> revealed is no edge
+
+
+def test_schema_1_database_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "jobs.sqlite3")
+    db.executescript(
+        """CREATE TABLE jobs (request_id TEXT PRIMARY KEY, model_id INTEGER NOT NULL,
+        mode INTEGER NOT NULL, block INTEGER NOT NULL, deadline INTEGER NOT NULL,
+        fee TEXT NOT NULL DEFAULT '0', input BLOB NOT NULL, state TEXT NOT NULL, phase TEXT,
+        output BLOB, salt BLOB, tx_hash TEXT, nonce INTEGER, raw_tx BLOB, outcome TEXT,
+        error TEXT, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+        updated_at REAL NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema', '1'), ('cursor', '41');
+        INSERT INTO jobs (request_id, model_id, mode, block, deadline, input, state, created_at,
+        updated_at) VALUES ('3', 1, 1, 40, 99, x'01', 'computed', 0, 0);"""
+    )
+    db.close()
+    log = JobLog.in_dir(tmp_path)
+    job = log.get("3")
+    assert job is not None and job.state == JobState.COMPUTED and not job.takeover
+    assert (job.assigned_until, job.reveal_deadline, job.input_error) == (0, 0, None)
+    assert log.cursor() == 41
+    assert log.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
+    log.close()
+    assert JobLog.in_dir(tmp_path).get("3") == job  # opening again changes nothing
