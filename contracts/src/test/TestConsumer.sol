@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {VerinferConsumer} from "../VerinferConsumer.sol";
 
 /// @title TestConsumer (tests and benchmarks only)
 /// @notice A consumer that stores the last output it received.
 contract TestConsumer is VerinferConsumer {
-    uint256 public lastRequestId;
     bytes public lastOutput;
-    uint256 public deliveries;
+    /// @dev The last request id and the delivery count, one slot (ids fit 64 bits).
+    uint128 private _lastRequestId;
+    uint128 private _deliveries;
 
     /// @param coordinator_ The InferenceCoordinator.
     constructor(address coordinator_) VerinferConsumer(coordinator_) {}
@@ -31,9 +33,18 @@ contract TestConsumer is VerinferConsumer {
         return _withdrawRefunds();
     }
 
+    /// @notice The id of the last delivered request.
+    function lastRequestId() external view returns (uint256) {
+        return _lastRequestId;
+    }
+
+    /// @notice How many outputs were delivered.
+    function deliveries() external view returns (uint256) {
+        return _deliveries;
+    }
+
     function _onInference(uint256 requestId, bytes calldata output) internal override {
-        lastRequestId = requestId;
         lastOutput = output;
-        ++deliveries;
+        (_lastRequestId, _deliveries) = (SafeCast.toUint128(requestId), _deliveries + 1);
     }
 }
