@@ -15,6 +15,7 @@ from verinfer.chain.connect import connect, deployed_address
 from verinfer.chain.deployments import AddressBook
 from verinfer.chain.token import Token, format_units, parse_units
 from verinfer.cli_common import JsonOption, KeystoreOption, RpcUrlOption, console, emit_json, out
+from verinfer.errors import ModelError
 from verinfer.models.manifest import Manifest
 from verinfer.models.onnx_check import inspect_onnx
 from verinfer.models.registry import ZERO_HASH, Mode, ModelInput, ModelRecord, RegistryClient
@@ -235,3 +236,58 @@ def deprecate(
         emit_json({"model_id": model_id, "deprecated": not undo, "tx": tx})
     else:
         console.print(f"model {model_id} {'restored' if undo else 'deprecated'} (tx {tx})")
+
+
+@app.command("estimate")
+def estimate(
+    path: Annotated[Path, typer.Argument(help="The ONNX file")],
+    mode: Annotated[str, typer.Option("--mode", help="Verification mode to price")] = "zk",
+    calibration: Annotated[
+        Path | None, typer.Option("--calibration", help=".npy of sample inputs")
+    ] = None,
+    max_memory_gb: Annotated[
+        float | None, typer.Option("--max-memory-gb", help="Refuse above this proving memory")
+    ] = None,
+    max_prove_seconds: Annotated[
+        float | None, typer.Option("--max-prove-seconds", help="Refuse above this proving time")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Cost before work: circuit size, proving time and memory, and verification gas.
+
+    Only calibrates the circuit (seconds); no keys, SRS or proofs are made. Exits 1 with the
+    reasons when the estimate exceeds the given limits.
+    """
+    from verinfer.verify.backend import ZkLimits, ZkModel
+    from verinfer.verify.zk import EzklBackend, ZkOptions
+
+    if mode != "zk":
+        raise ModelError(
+            f"no cost model for mode {mode!r}",
+            hint="only zk needs one: the other modes cost one runtime execution per node",
+        )
+    inspect_onnx(path)
+    samples = None
+    if calibration is not None:
+        rows = load_npy(calibration, "calibration")
+        samples = tuple(tuple(float(v) for v in row.reshape(-1)) for row in rows)
+    limits = ZkLimits(
+        max_memory_bytes=int(max_memory_gb * 2**30) if max_memory_gb is not None else None,
+        max_prove_seconds=max_prove_seconds,
+    )
+    backend = EzklBackend(options=ZkOptions(limits=limits))
+    with console.status("calibrating the circuit (no keys or proofs)..."):
+        cost = backend.estimate(ZkModel(path, samples))
+    data = {**cost.__dict__, "fits": not limits.exceeded(cost)}
+    if json_out:
+        emit_json(data)
+    else:
+        table = Table(show_header=False, box=None)
+        table.add_row("[bold]logrows[/]", str(cost.logrows))
+        table.add_row("[bold]setup[/]", f"~{cost.setup_seconds:.0f} s (once, at registration)")
+        table.add_row("[bold]prove[/]", f"~{cost.prove_seconds:.0f} s per request")
+        table.add_row("[bold]peak memory[/]", f"~{cost.peak_memory_bytes / 2**30:.2f} GiB")
+        table.add_row("[bold]proving key[/]", f"~{cost.pk_bytes / 2**20:.0f} MiB")
+        table.add_row("[bold]verify gas[/]", f"~{cost.verify_gas:,}")
+        out.print(table)
+    backend.check_limits(cost)
