@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -18,10 +18,11 @@ from numpy.typing import NDArray
 from threadpoolctl import ThreadpoolController
 
 from verinfer.errors import ModelError
+from verinfer.runtime import fused
 from verinfer.runtime.commit import commit_list, tensor_leaf, tensor_root
-from verinfer.runtime.fixed import ACT_MAX, INT32_MAX, IntArray, dequantize, quantize_real, saturate
-from verinfer.runtime.ops import KERNELS
-from verinfer.runtime.program import Program, Tensor
+from verinfer.runtime.fixed import ACT_MAX, INT32_MAX, IntArray, dequantize, saturate
+from verinfer.runtime.ops import FUSED, KERNELS, FusedKernel, Kernel
+from verinfer.runtime.program import Program, Step, Tensor
 
 log = structlog.get_logger(__name__)
 
@@ -117,30 +118,81 @@ def quantize_input(tensor: Tensor, value: Any) -> tuple[IntArray, int]:
         return q, 0
     if arr.dtype.kind not in "fiu":
         raise RuntimeInputError(f"input {tensor.name!r} must be numeric, got {arr.dtype}")
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    try:  # one pass: floor(v * 2**scale + 1/2), saturation count, NaN/inf check
+        return fused.quantize(arr, tensor.scale, ACT_MAX)
+    except ValueError:
         raise RuntimeInputError(
             f"input {tensor.name!r} contains NaN or infinity",
             hint="clean the input: the fixed-point runtime has no NaN",
-        )
-    return saturate(quantize_real(arr, tensor.scale), ACT_MAX)
+        ) from None
+
+
+# (step, kernel fused with saturation, inputs as (name, constant or None), output shape,
+#  saturation limit, whether the output is large enough to hash on the second thread)
+_PlannedStep = tuple[
+    Step, FusedKernel, tuple[tuple[str, IntArray | None], ...], tuple[int, ...], int, bool
+]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``execute`` needs per program, worked out once (cached on the Program)."""
+
+    input_names: frozenset[str]
+    background: bool  # some tensor is large enough to hash on the second thread
+    steps: tuple[_PlannedStep, ...]
+
+
+def _saturating(
+    kernel: Kernel, step: Step, args: list[IntArray], program: Program, limit: int
+) -> tuple[IntArray, int]:
+    """A kernel with no fused form, then the saturation (bound with ``partial``: picklable)."""
+    return saturate(kernel(step, args, program), limit)
+
+
+def _plan(program: Program) -> _Plan:
+    if program._plan:
+        plan: _Plan = program._plan[0]
+        return plan
+    produced = {t.name for t in program.inputs}
+    steps: list[_PlannedStep] = []
+    for step in program.steps:
+        out = program.tensors[step.output]
+        run = FUSED.get(step.op) or partial(_saturating, KERNELS[step.op])
+        ins = tuple((n, None if n in produced else program.const(n)) for n in step.inputs)
+        limit = ACT_MAX if out.kind == "fx" else INT32_MAX
+        steps.append((step, run, ins, out.shape, limit, out.size >= _BACKGROUND_MIN_VALUES))
+        produced.add(step.output)
+    plan = _Plan(
+        input_names=frozenset(t.name for t in program.inputs),
+        background=any(t.size >= _BACKGROUND_MIN_VALUES for t in program.tensors.values()),
+        steps=tuple(steps),
+    )
+    program._plan.append(plan)
+    return plan
 
 
 def execute(
     program: Program, inputs: Mapping[str, Any] | NDArray[Any], *, trace: bool = True
 ) -> Execution:
-    background = trace and any(t.size >= _BACKGROUND_MIN_VALUES for t in program.tensors.values())
-    if not background:
-        return _execute(program, inputs, trace=trace, background=False)
+    plan = _plan(program)
+    if not (trace and plan.background):
+        return _execute(program, plan, inputs, trace=trace, background=False)
     with _BLAS.limit(limits=1, user_api="blas"):
-        return _execute(program, inputs, trace=trace, background=True)
+        return _execute(program, plan, inputs, trace=trace, background=True)
 
 
 def _execute(
-    program: Program, inputs: Mapping[str, Any] | NDArray[Any], *, trace: bool, background: bool
+    program: Program,
+    plan: _Plan,
+    inputs: Mapping[str, Any] | NDArray[Any],
+    *,
+    trace: bool,
+    background: bool,
 ) -> Execution:
     given = _as_mapping(program, inputs)
-    unknown = set(given) - {t.name for t in program.inputs}
-    if unknown:
+    if not plan.input_names.issuperset(given):
+        unknown = set(given) - plan.input_names
         raise RuntimeInputError(
             f"unknown input(s): {', '.join(sorted(unknown))}",
             hint="inputs are: " + ", ".join(t.name for t in program.inputs),
@@ -154,20 +206,18 @@ def _execute(
         values[tensor.name], clamped = quantize_input(tensor, given[tensor.name])
         if clamped:
             saturated[tensor.name] = clamped
-    for step in program.steps:
-        args = [values[n] if n in values else program.const(n) for n in step.inputs]
-        out_tensor = program.tensors[step.output]
-        out = KERNELS[step.op](step, args, program)
-        if out.shape != out_tensor.shape:
+    for step, run, ins, shape, limit, large in plan.steps:
+        args = [values[n] if c is None else c for n, c in ins]
+        out, clamped = run(step, args, program, limit)
+        if out.shape != shape:
             raise ModelError(
                 f"step {step.op} ({step.node}) produced shape {out.shape}, "
-                f"expected {out_tensor.shape}: a compiler bug"
+                f"expected {shape}: a compiler bug"
             )
-        out, clamped = saturate(out, ACT_MAX if out_tensor.kind == "fx" else INT32_MAX)
         if clamped:
             saturated[step.output] = clamped
         values[step.output] = out
-        if background and out.size >= _BACKGROUND_MIN_VALUES:
+        if background and large:
             pending[step.output] = _HASHER.submit(_root, out)
     if saturated:
         log.warning("runtime.saturated", tensors=saturated)

@@ -108,6 +108,7 @@ class Program:
     _prepared: dict[tuple[str, str], NDArray[Any]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _plan: list[Any] = field(default_factory=list, compare=False, repr=False)  # executor's
 
     def const(self, name: str, dtype: str = "int64") -> NDArray[Any]:
         """A constant converted once to ``dtype`` (int64 or float64) and cached for every run."""

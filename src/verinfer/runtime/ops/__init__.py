@@ -19,15 +19,27 @@ if TYPE_CHECKING:
     from verinfer.runtime.program import Program, Step
 
 Kernel = Callable[["Step", list[IntArray], "Program"], IntArray]
+# A kernel fused with the executor's saturation: (step, args, program, limit) -> (out, clamped),
+# exactly ``saturate(KERNELS[op](step, args, program), limit)``.
+FusedKernel = Callable[["Step", list[IntArray], "Program", int], tuple[IntArray, int]]
 Lowering = Callable[["onnx.NodeProto", "CompileContext"], None]
 
 KERNELS: dict[str, Kernel] = {}
+FUSED: dict[str, FusedKernel] = {}
 LOWERINGS: dict[str, Lowering] = {}
 
 
 def kernel(name: str) -> Callable[[Kernel], Kernel]:
     def register(fn: Kernel) -> Kernel:
         KERNELS[name] = fn
+        return fn
+
+    return register
+
+
+def fused(name: str) -> Callable[[FusedKernel], FusedKernel]:
+    def register(fn: FusedKernel) -> FusedKernel:
+        FUSED[name] = fn
         return fn
 
     return register

@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 
 from verinfer.runtime.fixed import INT32_MAX, IntArray, quantize_real, rescale, shr_round
-from verinfer.runtime.ops import attr, kernel, lowering
+from verinfer.runtime.fused import relu_saturate
+from verinfer.runtime.ops import attr, fused, kernel, lowering
 from verinfer.runtime.program import Program, Step
 
 if TYPE_CHECKING:
@@ -112,6 +113,13 @@ def lower_relu(node: onnx.NodeProto, ctx: CompileContext) -> None:
 @kernel("relu")
 def run_relu(step: Step, args: list[IntArray], program: Program) -> IntArray:
     return np.maximum(args[0], 0)
+
+
+@fused("relu")
+def run_relu_saturated(
+    step: Step, args: list[IntArray], program: Program, limit: int
+) -> tuple[IntArray, int]:
+    return relu_saturate(args[0], limit)
 
 
 @lowering("LeakyRelu")

@@ -22,7 +22,8 @@ from verinfer.runtime.fixed import (
     scale_for,
     shr_round,
 )
-from verinfer.runtime.ops import attr, kernel, lowering
+from verinfer.runtime.fused import requantize
+from verinfer.runtime.ops import attr, fused, kernel, lowering
 from verinfer.runtime.program import Program, Step
 
 if TYPE_CHECKING:
@@ -135,10 +136,45 @@ def run_dense(step: Step, args: list[IntArray], program: Program) -> IntArray:
     return shr_round(acc, step.attrs["shift"])
 
 
+def _weight_t(program: Program, name: str) -> np.ndarray:
+    """The [K, N] float64 transpose of a dense weight, made once per program."""
+    key = (name, "float64.T")
+    w_t = program._prepared.get(key)
+    if w_t is None:
+        w_t = np.ascontiguousarray(program.constants[name].values.T, dtype=np.float64)
+        program._prepared[key] = w_t
+    return w_t
+
+
+@fused("dense")
+def run_dense_saturated(
+    step: Step, args: list[IntArray], program: Program, limit: int
+) -> tuple[IntArray, int]:
+    """``run_dense`` and the executor's saturation in one pass over the accumulator."""
+    a = step.attrs
+    x = args[0].astype(np.float64)
+    chunk = a["chunk"]
+    if chunk:
+        acc = _dot(x, program.const(step.inputs[1], "float64").T, chunk)
+    else:  # W.T contiguous: BLAS's NN kernel is faster here than NT on a strided view
+        acc = np.matmul(x, _weight_t(program, step.inputs[1]))
+    bias = args[2] if len(args) > 2 else None
+    return requantize(acc, bias, a["bias_shift"], a["shift"], limit)
+
+
 @kernel("matmul")
 def run_matmul(step: Step, args: list[IntArray], program: Program) -> IntArray:
     acc = _dot(args[0].astype(np.float64), args[1].astype(np.float64), step.attrs["chunk"])
     return shr_round(acc, step.attrs["shift"])
+
+
+@fused("matmul")
+def run_matmul_saturated(
+    step: Step, args: list[IntArray], program: Program, limit: int
+) -> tuple[IntArray, int]:
+    x, y, chunk = args[0].astype(np.float64), args[1].astype(np.float64), step.attrs["chunk"]
+    acc = np.matmul(x, y) if not chunk else _dot(x, y, chunk)
+    return requantize(acc, None, 0, step.attrs["shift"], limit)
 
 
 @lowering("Conv")

@@ -1,0 +1,9 @@
+"""Type stub of the C kernels built from _fixed.c (see fused.py for the contract)."""
+
+from typing import Any
+
+def quantize(src: Any, dst: Any, scale: int, limit: int, /) -> int: ...
+def requantize(
+    acc: Any, bias: Any | None, bias_shift: int, shift: int, limit: int, dst: Any, /
+) -> int: ...
+def relu_saturate(src: Any, dst: Any, limit: int, /) -> int: ...
