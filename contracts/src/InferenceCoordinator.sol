@@ -16,7 +16,8 @@ import {IVerinferConsumer} from "./interfaces/IVerinferConsumer.sol";
 /// @notice Escrowed inference requests in modes none and consensus, answered by staked nodes,
 /// delivered by callback, paid by pull payments.
 /// @dev The fee split, exactly (all divisions round down):
-///   P = model price, F = node fee (highest quote among the picked nodes), k = redundancy,
+///   P = model price, F = node fee (the highest quote among all nodes eligible for the model and
+///   mode at request time, whichever are picked: `quote` prices exactly that), k = redundancy,
 ///   B = P + k*F, T = B * protocolFeeBps / 10,000, escrow E = B + T.
 ///   On delivery: royalty R = P * royaltyBps / 10,000 (the model's bps at request time) to the
 ///   model token's owner; T to the treasury; each agreeing node (mode none: the answering node)
@@ -45,47 +46,41 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     uint256 private constant BPS = 10_000;
     uint64 public constant MAX_DEADLINE_HORIZON = 30 days;
 
-    /// @dev A request is two storage slots, written once when it is opened and kept for good
+    /// @dev A request is one storage slot, written once when it is opened and kept for good
     /// (only `status` changes later), so `getRequest` answers for settled requests too:
-    ///   Head:  requester | profile id | assignedUntil | deadline - assignedUntil
-    ///   Route: assigned node 0 | node fee | status
-    /// What requests of one consumer share (model, mode, callback gas, and the fee terms fixed at
-    /// request time: price, royalty, protocol fee) is a Profile, stored once under an id the first
-    /// time it is seen: a request then costs one read there instead of a third new slot. None of
-    /// a profile depends on which nodes are picked, so a request's gas does not either (an
-    /// `eth_estimateGas` stays valid whichever node the block's randomness picks).
+    ///   Job: assigned node 0 | profile id | assignedUntil | deadline - assignedUntil | status
+    /// What requests of one consumer share (requester, model, mode, callback gas, and the fee
+    /// terms fixed at request time: node fee, price, royalty, protocol fee) is a Profile (two
+    /// slots), stored once under an id the first time it is seen: a request then costs one read
+    /// there instead of more new slots. None of a profile depends on which nodes are picked (the
+    /// node fee is the highest quote among all eligible nodes, not among the picked ones), so a
+    /// request's gas does not either (an `eth_estimateGas` stays valid whichever node the block's
+    /// randomness picks).
     /// A consensus request adds its Panel (assigned node 1, k, reveal deadline and the ballot,
     /// one slot), the assigned nodes 2..k-1 (one slot each) and, while its ballot is open, the
     /// commitments.
     /// The input is not stored, nor is its hash: the bytes travel in InferenceRequested, where
     /// anyone can hash them, and neither mode none nor consensus checks them on-chain (a mode
     /// that does, such as optimistic fraud proofs or zk, stores keccak256(input) itself).
-    struct Head {
-        address requester;
-        uint32 profile; // id in _profiles
-        uint40 assignedUntil;
-        uint24 grace; // deadline - assignedUntil: at most MAX_DEADLINE_HORIZON < 2^24 seconds
-    }
-
-    struct Route {
+    struct Job {
         address assigned0;
-        uint88 nodeFee; // F: the highest quote among the picked nodes
+        uint32 profile; // id in _profiles
+        uint32 assignedUntil; // a timestamp: fits 32 bits until 2106 (checked)
+        uint24 grace; // deadline - assignedUntil: at most MAX_DEADLINE_HORIZON < 2^24 seconds
         Status status;
     }
 
-    struct Job {
-        Head head;
-        Route route;
-    }
-
-    /// @dev 200 bits, one slot; see Head.
+    /// @dev Two slots: requester | node fee | mode, then price | fee bps | royalty bps | modelId |
+    /// callback gas (192 bits). See Job.
     struct Profile {
+        address requester;
+        uint88 nodeFee; // F: the highest quote among the eligible nodes at request time
+        uint8 mode;
         uint96 price; // P, the model's price at request time
         uint16 feeBps; // the protocol fee at request time
         uint16 royaltyBps; // the model's royalty at request time
         uint40 modelId;
         uint24 callbackGasLimit; // <= MAX_CALLBACK_GAS < 2^24
-        uint8 mode;
     }
 
     /// @dev Consensus only, one slot: assigned node 1, the redundancy k, the reveal deadline and
@@ -158,11 +153,11 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     Slashing private _slashing;
     uint32 private _profileCount;
     mapping(uint256 requestId => Job) private _jobs;
-    /// @dev Profile ids start at 1; `_profileIds` maps a packed profile to its id (0 = none yet).
+    /// @dev Profile ids start at 1; `_profileIds` maps a profile's hash to its id (0 = none yet).
     mapping(uint32 id => Profile) private _profiles;
-    mapping(uint256 packedProfile => uint32 id) private _profileIds;
+    mapping(bytes32 profileHash => uint32 id) private _profileIds;
     mapping(uint256 requestId => Panel) private _panels;
-    /// @dev Consensus: assigned nodes 2..k-1 (node 0 lives in the Route, node 1 in the Panel).
+    /// @dev Consensus: assigned nodes 2..k-1 (node 0 lives in the Job, node 1 in the Panel).
     mapping(uint256 requestId => mapping(uint256 index => address)) private _moreAssigned;
     /// @dev Consensus: the commitment of node i, replaced by keccak256(output) when it reveals;
     /// deleted when the ballot closes (gas refund).
@@ -236,22 +231,22 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// may, and the assigned node is slashed the no-show amount (to the requester). Needs enough
     /// gas for the callback: gasleft() >= callbackGasLimit * 64 / 63 + CALLBACK_GAS_MARGIN.
     function fulfil(uint256 requestId, bytes calldata output) external nonReentrant {
-        (Job storage job, Head memory head, Route memory route, Profile memory profile) = _loadNone(requestId);
-        if (route.status != Status.Pending) revert VerinferWrongStatus(requestId, route.status);
-        if (block.timestamp > _deadline(head)) revert VerinferDeadlinePassed(requestId);
-        bool late = msg.sender != route.assigned0;
+        (Job storage job, Job memory r, Profile memory profile) = _loadNone(requestId);
+        if (r.status != Status.Pending) revert VerinferWrongStatus(requestId, r.status);
+        if (block.timestamp > _deadline(r)) revert VerinferDeadlinePassed(requestId);
+        bool late = msg.sender != r.assigned0;
         if (late) {
-            if (block.timestamp < head.assignedUntil) revert VerinferNotAssigned(requestId, msg.sender);
+            if (block.timestamp < r.assignedUntil) revert VerinferNotAssigned(requestId, msg.sender);
             if (!_nodes.isEligible(msg.sender, profile.modelId, MODE_NONE)) {
                 revert VerinferNotEligible(requestId, msg.sender);
             }
         }
-        Settlement memory s = _settlement(requestId, head, route, profile, 1);
-        job.route.status = Status.Fulfilled;
+        Settlement memory s = _settlement(requestId, profile, 1);
+        job.status = Status.Fulfilled;
         _payDelivery(s, msg.sender, 1);
-        if (late) s.toRequester += _slash(route.assigned0, _slashing.noShow, "no-show");
+        if (late) s.toRequester += _slash(r.assigned0, _slashing.noShow, "no-show");
         _credit(s.requester, s.toRequester);
-        _deliver(requestId, head.requester, profile.callbackGasLimit, output);
+        _deliver(requestId, profile.requester, profile.callbackGasLimit, output);
     }
 
     // ---------------------------------------------------------------- mode consensus
@@ -259,16 +254,16 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// @inheritdoc IInferenceCoordinator
     /// @dev Assigned nodes only, before `assignedUntil`. Reveals open when all k committed.
     function commit(uint256 requestId, bytes32 commitment) external nonReentrant {
-        (Job storage job, Route memory route, Panel memory panel) = _loadConsensus(requestId);
-        if (route.status != Status.Pending) revert VerinferWrongStatus(requestId, route.status);
-        if (block.timestamp >= job.head.assignedUntil) revert VerinferWindowClosed(requestId);
-        uint256 index = _indexOf(requestId, route.assigned0, panel.assigned1, panel.k, msg.sender);
+        (Job storage job, Job memory r, Panel memory panel) = _loadConsensus(requestId);
+        if (r.status != Status.Pending) revert VerinferWrongStatus(requestId, r.status);
+        if (block.timestamp >= r.assignedUntil) revert VerinferWindowClosed(requestId);
+        uint256 index = _indexOf(requestId, r.assigned0, panel.assigned1, panel.k, msg.sender);
         uint8 bit = uint8(1 << index);
         if (panel.committed & bit != 0) revert VerinferAlreadyCommitted(requestId, msg.sender);
         uint8 committed = panel.committed | bit;
         _panels[requestId].committed = committed;
         _hashes[requestId][index] = commitment;
-        if (committed == (1 << panel.k) - 1) job.route.status = Status.Revealing;
+        if (committed == (1 << panel.k) - 1) job.status = Status.Revealing;
         emit Committed(requestId, msg.sender);
     }
 
@@ -277,17 +272,16 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// committed; they close at `revealDeadline`. Late commits are impossible once reveals are
     /// public, so nobody can copy a revealed output.
     function reveal(uint256 requestId, bytes calldata output, bytes32 salt) external nonReentrant {
-        (Job storage job, Route memory route, Panel memory panel) = _loadConsensus(requestId);
-        if (panel.closed || route.status == Status.Refunded) revert VerinferWrongStatus(requestId, route.status);
-        Head memory head = job.head;
-        if (route.status == Status.Pending) {
-            if (block.timestamp < head.assignedUntil || _popcount(panel.committed) * 2 <= panel.k) {
+        (Job storage job, Job memory r, Panel memory panel) = _loadConsensus(requestId);
+        if (panel.closed || r.status == Status.Refunded) revert VerinferWrongStatus(requestId, r.status);
+        if (r.status == Status.Pending) {
+            if (block.timestamp < r.assignedUntil || _popcount(panel.committed) * 2 <= panel.k) {
                 revert VerinferRevealNotOpen(requestId);
             }
-            job.route.status = Status.Revealing;
+            job.status = Status.Revealing;
         }
         if (block.timestamp > panel.revealDeadline) revert VerinferWindowClosed(requestId);
-        uint256 index = _indexOf(requestId, route.assigned0, panel.assigned1, panel.k, msg.sender);
+        uint256 index = _indexOf(requestId, r.assigned0, panel.assigned1, panel.k, msg.sender);
         uint8 bit = uint8(1 << index);
         if (panel.committed & bit == 0) revert VerinferNotCommitted(requestId, msg.sender);
         if (panel.revealed & bit != 0) revert VerinferAlreadyRevealed(requestId, msg.sender);
@@ -301,23 +295,26 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         bool deliver = panel.majority == 0 && _votesFor(hashes, panel.revealed, outputHash) * 2 > panel.k;
         if (deliver) {
             panel.majority = uint8(index + 1);
-            job.route.status = Status.Fulfilled;
+            job.status = Status.Fulfilled;
         }
         emit Revealed(requestId, msg.sender, outputHash);
         if (panel.revealed == panel.committed) {
-            _close(requestId, job, head, panel); // stores the panel
+            _close(requestId, job, r, panel); // stores the panel
         } else {
             _panels[requestId] = panel;
         }
-        if (deliver) _deliver(requestId, head.requester, _profiles[head.profile].callbackGasLimit, output);
+        if (deliver) {
+            Profile storage profile = _profiles[r.profile];
+            _deliver(requestId, profile.requester, profile.callbackGasLimit, output);
+        }
     }
 
     /// @inheritdoc IInferenceCoordinator
     function finalize(uint256 requestId) external nonReentrant {
-        (Job storage job, Route memory route, Panel memory panel) = _loadConsensus(requestId);
-        if (panel.closed || route.status == Status.Refunded) revert VerinferWrongStatus(requestId, route.status);
+        (Job storage job, Job memory r, Panel memory panel) = _loadConsensus(requestId);
+        if (panel.closed || r.status == Status.Refunded) revert VerinferWrongStatus(requestId, r.status);
         if (block.timestamp <= panel.revealDeadline) revert VerinferDeadlineNotPassed(requestId);
-        _close(requestId, job, job.head, panel);
+        _close(requestId, job, r, panel);
     }
 
     // ---------------------------------------------------------------- refunds and payments
@@ -327,22 +324,21 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// the same as `finalize` for a request that delivered nothing.
     function refund(uint256 requestId) external nonReentrant {
         Job storage job = _jobs[requestId];
-        Route memory route = job.route;
-        if (route.status == Status.None) revert VerinferUnknownRequest(requestId);
-        if (route.status == Status.Fulfilled || route.status == Status.Refunded) {
-            revert VerinferWrongStatus(requestId, route.status);
+        Job memory r = job;
+        if (r.status == Status.None) revert VerinferUnknownRequest(requestId);
+        if (r.status == Status.Fulfilled || r.status == Status.Refunded) {
+            revert VerinferWrongStatus(requestId, r.status);
         }
-        Head memory head = job.head;
-        if (block.timestamp <= _deadline(head)) revert VerinferDeadlineNotPassed(requestId);
+        if (block.timestamp <= _deadline(r)) revert VerinferDeadlineNotPassed(requestId);
         Panel memory panel = _panels[requestId];
         if (panel.k != 0) {
-            _close(requestId, job, head, panel);
+            _close(requestId, job, r, panel);
             return;
         }
-        Settlement memory s = _settlement(requestId, head, route, _profiles[head.profile], 1);
-        job.route.status = Status.Refunded;
+        Settlement memory s = _settlement(requestId, _profiles[r.profile], 1);
+        job.status = Status.Refunded;
         uint256 escrow = _escrow(s);
-        uint256 slashed = _slash(route.assigned0, _slashing.noShow, "no-show");
+        uint256 slashed = _slash(r.assigned0, _slashing.noShow, "no-show");
         _credit(s.requester, escrow + slashed);
         emit Refunded(requestId, escrow);
     }
@@ -386,44 +382,42 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
 
     /// @inheritdoc IInferenceCoordinator
     function getRequest(uint256 requestId) external view returns (Request memory r) {
-        Job storage job = _jobs[requestId];
-        Route memory route = job.route;
-        if (route.status == Status.None) revert VerinferUnknownRequest(requestId);
-        Head memory head = job.head;
-        Profile memory profile = _profiles[head.profile];
+        Job memory job = _jobs[requestId];
+        if (job.status == Status.None) revert VerinferUnknownRequest(requestId);
+        Profile memory profile = _profiles[job.profile];
         uint8 k = 1;
         uint40 revealDeadline = 0;
-        bool settled = route.status == Status.Fulfilled || route.status == Status.Refunded;
+        bool settled = job.status == Status.Fulfilled || job.status == Status.Refunded;
         if (profile.mode == MODE_CONSENSUS) {
             Panel memory panel = _panels[requestId];
             (k, revealDeadline, settled) = (panel.k, panel.revealDeadline, panel.closed);
         }
-        (uint256 escrow,) = _fee(profile.price, route.nodeFee, k, profile.feeBps);
+        (uint256 escrow,) = _fee(profile.price, profile.nodeFee, k, profile.feeBps);
         r = Request({
-            requester: head.requester,
-            deadline: uint64(_deadline(head)),
+            requester: profile.requester,
+            deadline: uint64(_deadline(job)),
             callbackGasLimit: profile.callbackGasLimit,
             mode: profile.mode,
             redundancy: k,
-            status: route.status,
+            status: job.status,
             escrow: settled ? 0 : uint96(escrow), // checked to fit at request time
-            nodeFee: route.nodeFee,
-            assignedUntil: head.assignedUntil,
+            nodeFee: profile.nodeFee,
+            assignedUntil: job.assignedUntil,
             revealDeadline: revealDeadline,
             modelId: profile.modelId,
-            inputHash: bytes32(0) // not stored in modes none and consensus (see Head)
+            inputHash: bytes32(0) // not stored in modes none and consensus (see Job)
         });
     }
 
     /// @inheritdoc IInferenceCoordinator
     function assignedNodes(uint256 requestId) external view returns (address[] memory nodes) {
         Job storage job = _jobs[requestId];
-        if (job.route.status == Status.None) revert VerinferUnknownRequest(requestId);
+        if (job.status == Status.None) revert VerinferUnknownRequest(requestId);
         Panel memory panel = _panels[requestId];
         uint256 k = panel.k == 0 ? 1 : panel.k;
         nodes = new address[](k);
         for (uint256 i = 0; i < k; ++i) {
-            nodes[i] = _assignedAt(requestId, job.route.assigned0, panel.assigned1, i);
+            nodes[i] = _assignedAt(requestId, job.assigned0, panel.assigned1, i);
         }
     }
 
@@ -496,27 +490,31 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         SafeCast.toUint96(fee); // the escrow must fit Request.escrow
         uint32 profile = _profileOf(
             Profile(
+                msg.sender,
+                SafeCast.toUint88(nodeFee),
+                o.mode,
                 SafeCast.toUint96(price),
                 params.protocolFeeBps,
                 royaltyBps,
                 SafeCast.toUint40(o.modelId),
-                uint24(o.callbackGasLimit), // <= MAX_CALLBACK_GAS, checked
-                o.mode
+                uint24(o.callbackGasLimit) // <= MAX_CALLBACK_GAS, checked
             )
         );
-        _store(requestId, o, assigned, SafeCast.toUint88(nodeFee), profile);
+        _store(requestId, o, assigned, profile);
         emit InferenceRequested(requestId, o.modelId, msg.sender, o.mode, assigned, o.deadline, fee, input);
     }
 
-    /// @dev Writes the request: Head and Route, plus the Panel and nodes 2..k-1 for consensus.
-    function _store(uint256 requestId, Order memory o, address[] memory assigned, uint88 nodeFee, uint32 profile)
-        private
-    {
-        Job storage job = _jobs[requestId];
-        // assignedUntil <= deadline <= now + MAX_DEADLINE_HORIZON (checked in _windows), so both
-        // fit 40 bits and their difference fits 24.
-        job.head = Head(msg.sender, profile, o.assignedUntil, uint24(o.deadline - o.assignedUntil));
-        job.route = Route(assigned[0], nodeFee, Status.Pending);
+    /// @dev Writes the request: its Job, plus the Panel and nodes 2..k-1 for consensus.
+    function _store(uint256 requestId, Order memory o, address[] memory assigned, uint32 profile) private {
+        // assignedUntil <= deadline <= now + MAX_DEADLINE_HORIZON (checked in _windows), so the
+        // difference fits 24 bits; assignedUntil is checked to fit 32.
+        _jobs[requestId] = Job(
+            assigned[0],
+            profile,
+            SafeCast.toUint32(o.assignedUntil),
+            uint24(o.deadline - o.assignedUntil),
+            Status.Pending
+        );
         if (o.mode == MODE_CONSENSUS) {
             _panels[requestId] = Panel(assigned[1], o.revealDeadline, o.k, 0, 0, 0, false);
             for (uint256 i = 2; i < o.k; ++i) {
@@ -527,9 +525,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
 
     /// @dev The id of `p`, stored the first time it is seen.
     function _profileOf(Profile memory p) private returns (uint32 id) {
-        // Each field in its own bit range, so the key is injective.
-        uint256 key = uint256(p.price) | (uint256(p.feeBps) << 96) | (uint256(p.royaltyBps) << 112)
-            | (uint256(p.modelId) << 128) | (uint256(p.callbackGasLimit) << 168) | (uint256(p.mode) << 192);
+        bytes32 key = keccak256(abi.encode(p));
         id = _profileIds[key];
         if (id == 0) {
             id = ++_profileCount;
@@ -573,13 +569,12 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     function _loadNone(uint256 requestId)
         private
         view
-        returns (Job storage job, Head memory head, Route memory route, Profile memory profile)
+        returns (Job storage job, Job memory r, Profile memory profile)
     {
         job = _jobs[requestId];
-        route = job.route;
-        if (route.status == Status.None) revert VerinferUnknownRequest(requestId);
-        head = job.head;
-        profile = _profiles[head.profile];
+        r = job;
+        if (r.status == Status.None) revert VerinferUnknownRequest(requestId);
+        profile = _profiles[r.profile];
         if (profile.mode != MODE_NONE) revert VerinferWrongMode(requestId, profile.mode);
     }
 
@@ -587,32 +582,28 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     function _loadConsensus(uint256 requestId)
         private
         view
-        returns (Job storage job, Route memory route, Panel memory panel)
+        returns (Job storage job, Job memory r, Panel memory panel)
     {
         job = _jobs[requestId];
-        route = job.route;
-        if (route.status == Status.None) revert VerinferUnknownRequest(requestId);
+        r = job;
+        if (r.status == Status.None) revert VerinferUnknownRequest(requestId);
         panel = _panels[requestId];
         if (panel.k == 0) revert VerinferWrongMode(requestId, MODE_NONE);
     }
 
-    function _deadline(Head memory head) private pure returns (uint256) {
-        return uint256(head.assignedUntil) + head.grace;
+    function _deadline(Job memory r) private pure returns (uint256) {
+        return uint256(r.assignedUntil) + r.grace;
     }
 
-    function _settlement(uint256 requestId, Head memory head, Route memory route, Profile memory p, uint256 k)
-        private
-        pure
-        returns (Settlement memory s)
-    {
-        (, uint256 protocolFee) = _fee(p.price, route.nodeFee, k, p.feeBps);
+    function _settlement(uint256 requestId, Profile memory p, uint256 k) private pure returns (Settlement memory s) {
+        (, uint256 protocolFee) = _fee(p.price, p.nodeFee, k, p.feeBps);
         s = Settlement({
             requestId: requestId,
-            requester: head.requester,
+            requester: p.requester,
             modelId: p.modelId,
             k: k,
             price: p.price,
-            nodeFee: route.nodeFee,
+            nodeFee: p.nodeFee,
             protocolFee: protocolFee,
             royaltyBps: p.royaltyBps,
             toRequester: 0
@@ -642,15 +633,14 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// @dev Consensus settlement: pays the agreeing nodes, slashes dissenters and no-shows (to
     /// the requester), refunds the rest; without a delivered majority, refunds E. Stores `panel`
     /// closed; the commitments are deleted (gas refund).
-    function _close(uint256 requestId, Job storage job, Head memory head, Panel memory panel) private {
-        Route memory route = job.route;
-        Settlement memory s = _settlement(requestId, head, route, _profiles[head.profile], panel.k);
+    function _close(uint256 requestId, Job storage job, Job memory r, Panel memory panel) private {
+        Settlement memory s = _settlement(requestId, _profiles[r.profile], panel.k);
         panel.closed = true;
         _panels[requestId] = panel;
         bool delivered = panel.majority != 0;
-        if (!delivered) job.route.status = Status.Refunded;
-        uint8 agreeing = delivered ? _payAgreeing(s, route.assigned0, panel) : 0;
-        _slashOthers(s, route.assigned0, panel, delivered);
+        if (!delivered) job.status = Status.Refunded;
+        uint8 agreeing = delivered ? _payAgreeing(s, r.assigned0, panel) : 0;
+        _slashOthers(s, r.assigned0, panel, delivered);
         uint256 escrow = _escrow(s);
         if (!delivered) s.toRequester += escrow;
         _credit(s.requester, s.toRequester);
@@ -729,7 +719,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         revert VerinferNotAssigned(requestId, node);
     }
 
-    /// @dev The i-th assigned node: 0 from the Route, 1 from the Panel, the rest from storage.
+    /// @dev The i-th assigned node: 0 from the Job, 1 from the Panel, the rest from storage.
     function _assignedAt(uint256 requestId, address assigned0, address assigned1, uint256 i)
         private
         view

@@ -29,18 +29,23 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
 
     mapping(address node => Node) private _nodes;
     mapping(address node => mapping(uint256 modelId => Service)) private _services;
-    /// @dev The nodes serving a model, with their modes for it (a copy of `_services[node][model]
-    /// .modes` in the address's slot, so picking reads one slot per node besides its stake).
+    /// @dev The nodes serving a model, with their modes and fee quote for it (a copy of
+    /// `_services[node][model]` in the address's slot, so picking reads one slot per node besides
+    /// its stake, and prices a request over every eligible node without a further read).
     mapping(uint256 modelId => Listing[]) private _modelNodes;
     /// @dev position in `_modelNodes[modelId]` plus one; 0 = not listed.
     mapping(uint256 modelId => mapping(address node => uint256)) private _listed;
     mapping(address module => bool) private _modules;
 
-    /// @dev One entry of a model's node list: 21 bytes, one slot.
+    /// @dev One entry of a model's node list: 32 bytes, one slot.
     struct Listing {
         address node;
         uint8 modes;
+        uint88 fee; // <= MAX_FEE, checked in setService
     }
+
+    /// @notice The highest fee quote a node may declare (a request's node fee is 88 bits).
+    uint256 public constant MAX_FEE = type(uint88).max;
 
     /// @param token_ The payment token, also the staking token.
     /// @param minStake_ The least stake for assignment (non-zero).
@@ -102,15 +107,16 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
     function setService(uint256 modelId, uint8 modes, uint96 fee) external nonReentrant {
         _requireRegistered(msg.sender);
         if (modes > ALL_MODES) revert VerinferInvalidModes(modes);
+        if (fee > MAX_FEE) revert VerinferFeeTooHigh(fee, MAX_FEE);
         uint256 position = _listed[modelId][msg.sender];
         if (modes != 0 && position == 0) {
             if (_modelNodes[modelId].length >= MAX_NODES_PER_MODEL) _evictUnstaked(modelId);
-            _modelNodes[modelId].push(Listing(msg.sender, modes));
+            _modelNodes[modelId].push(Listing(msg.sender, modes, uint88(fee)));
             _listed[modelId][msg.sender] = _modelNodes[modelId].length;
         } else if (modes == 0 && position != 0) {
             _unlist(modelId, msg.sender);
         } else if (position != 0) {
-            _modelNodes[modelId][position - 1].modes = modes;
+            _modelNodes[modelId][position - 1] = Listing(msg.sender, modes, uint88(fee));
         }
         _services[msg.sender][modelId] = Service({modes: modes, fee: fee});
         emit ServiceUpdated(msg.sender, modelId, modes, fee);
@@ -146,23 +152,23 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
     /// @inheritdoc INodeRegistry
     /// @dev Weighted sampling without replacement: draw r in [0, total weight) from
     /// keccak256(seed, draw index), walk the cumulative weights, then zero the winner's weight.
-    /// O(k * n) with n <= MAX_NODES_PER_MODEL. Reads two slots per listed node (listing, stake)
-    /// and the fee quote of the picked nodes only.
+    /// O(k * n) with n <= MAX_NODES_PER_MODEL. Reads two slots per listed node (listing, with
+    /// the modes and the quote, and stake) whichever nodes are drawn: neither `maxFee` nor the
+    /// gas depends on the seed.
     function pickNodes(uint256 modelId, uint8 mode, uint256 k, uint256 seed)
         external
         view
         returns (address[] memory nodes, uint256 maxFee)
     {
-        (address[] memory candidates, uint256[] memory weights, uint256 count, uint256 total) =
+        (address[] memory candidates, uint256[] memory weights, uint256 count, uint256 total, uint256 fee) =
             _candidates(modelId, mode);
+        maxFee = fee;
         if (k > count) k = count;
         nodes = new address[](k);
         for (uint256 j = 0; j < k; ++j) {
             uint256 idx = _draw(weights, total, uint256(keccak256(abi.encode(seed, j))));
             address node = candidates[idx];
             nodes[j] = node;
-            uint256 fee = _services[node][modelId].fee;
-            if (fee > maxFee) maxFee = fee;
             total -= weights[idx];
             weights[idx] = 0;
         }
@@ -170,13 +176,7 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
 
     /// @inheritdoc INodeRegistry
     function maxQuote(uint256 modelId, uint8 mode) external view returns (uint256 fee, uint256 eligible) {
-        Listing[] storage list = _modelNodes[modelId];
-        for (uint256 i = 0; i < list.length; ++i) {
-            (bool ok,, uint256 quoted) = _eligibility(list[i].node, modelId, mode);
-            if (!ok) continue;
-            ++eligible;
-            if (quoted > fee) fee = quoted;
-        }
+        (,, eligible,, fee) = _candidates(modelId, mode);
     }
 
     /// @inheritdoc INodeRegistry
@@ -249,17 +249,18 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
     }
 
     /// @dev The eligible nodes of (model, mode) in list order, their weights (stakes), how many
-    /// there are and the total weight. Same rule as `_eligibility`, read from the listing.
+    /// there are, the total weight and the highest fee quote among them. Same rule as
+    /// `_eligibility`, read from the listing.
     function _candidates(uint256 modelId, uint8 mode)
         private
         view
-        returns (address[] memory nodes, uint256[] memory weights, uint256 count, uint256 total)
+        returns (address[] memory nodes, uint256[] memory weights, uint256 count, uint256 total, uint256 maxFee)
     {
         Listing[] storage list = _modelNodes[modelId];
         uint256 n = list.length;
         nodes = new address[](n);
         weights = new uint256[](n);
-        if (mode == 0) return (nodes, weights, 0, 0);
+        if (mode == 0) return (nodes, weights, 0, 0, 0);
         for (uint256 i = 0; i < n; ++i) {
             Listing memory entry = list[i];
             if (entry.modes & mode != mode) continue;
@@ -267,6 +268,7 @@ contract NodeRegistry is INodeRegistry, Ownable2Step, ReentrancyGuard {
             if (weight < _minStake) continue;
             nodes[count] = entry.node;
             weights[count] = weight;
+            if (entry.fee > maxFee) maxFee = entry.fee;
             // count < n <= MAX_NODES_PER_MODEL, and total is at most 64 uint128 stakes.
             unchecked {
                 total += weight;

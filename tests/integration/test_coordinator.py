@@ -182,21 +182,46 @@ def test_refund_after_the_deadline_slashes_the_assigned_node(kit: Kit) -> None:
     assert kit.balance(kit.coordinator.address) == 0
 
 
-def test_quote_is_the_worst_case_over_eligible_nodes(kit: Kit) -> None:
+def test_node_fee_is_the_highest_quote_among_all_eligible_nodes(kit: Kit) -> None:
+    """The node fee does not depend on which node is picked: it is the highest quote among the
+    eligible nodes, exactly what quote() prices, and follows quote changes and eligibility."""
     model = kit.register_model()
     cheap, dear = account(1), account(2)
     kit.add_node(cheap, model, fee=1_000)
     kit.add_node(dear, model, fee=3_000)
     worst = escrow(1, fee=3_000)
     assert kit.quote(model) == worst
-    for _ in range(4):  # whoever is picked, maxFee = quote suffices
+    picked: set[str] = set()
+    for _ in range(30):  # whoever is picked, the fee is the quote
         request_id, (assigned,), receipt = kit.request(REQUESTER, model, max_fee=worst)
+        picked.add(assigned)
         (ev,) = kit.events("InferenceRequested", receipt)
-        fee = 1_000 if assigned == cheap.address else 3_000
-        assert ev["fee"] == escrow(1, fee=fee)
+        assert ev["fee"] == worst and kit.get_request(request_id)["nodeFee"] == 3_000
+        if len(picked) == 2:
+            break
+    assert picked == {cheap.address, dear.address}
+    # Whichever node answers is paid the request's node fee, 3,000 (the cheap one too).
+    request_id, (assigned,), _ = kit.request(REQUESTER, model, max_fee=worst)
+    node = cheap if assigned == cheap.address else dear
+    before = kit.owed(node.address)
+    kit.send(node, "InferenceCoordinator", "fulfil", request_id, OUTPUT)
+    assert kit.owed(node.address) - before == 3_000 + PRICE - royalty()
     with pytest.raises(FeeAboveMaxError) as err:
-        kit.request(REQUESTER, model, max_fee=escrow(1, fee=1_000) - 1)
-    assert err.value.args_by_name["maxFee"] == escrow(1, fee=1_000) - 1
+        kit.request(REQUESTER, model, max_fee=worst - 1)
+    assert err.value.args_by_name["maxFee"] == worst - 1
+    # The dearest node lowers its quote: the fee is now the other node's.
+    kit.send(dear, "NodeRegistry", "setService", model, MODE_NONE | MODE_CONSENSUS, 500)
+    assert kit.quote(model) == escrow(1, fee=1_000)
+    _, _, receipt = kit.request(REQUESTER, model, max_fee=escrow(1, fee=1_000))
+    assert kit.events("InferenceRequested", receipt)[0]["fee"] == escrow(1, fee=1_000)
+    # A node that is not eligible (unstaked below the minimum) does not count.
+    kit.send(dear, "NodeRegistry", "setService", model, MODE_NONE | MODE_CONSENSUS, 5_000)
+    assert kit.quote(model) == escrow(1, fee=5_000)
+    kit.send(dear, "NodeRegistry", "requestUnstake", 1)
+    assert kit.quote(model) == escrow(1, fee=1_000)
+    _, (assigned,), receipt = kit.request(REQUESTER, model, max_fee=escrow(1, fee=1_000))
+    assert assigned == cheap.address
+    assert kit.events("InferenceRequested", receipt)[0]["fee"] == escrow(1, fee=1_000)
 
 
 def test_royalty_rate_is_fixed_at_request_time_and_paid_to_the_owner_at_settlement(

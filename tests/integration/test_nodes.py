@@ -17,6 +17,7 @@ from coordinator_kit import (
 from verinfer.chain.client import Chain
 from verinfer.chain.coordinator_errors import (
     AlreadyRegisteredError,
+    FeeTooHighError,
     InsufficientStakeError,
     NotAuthorizedModuleError,
     NotRegisteredError,
@@ -94,6 +95,24 @@ def test_services_list_and_unlist_nodes(kit: Kit) -> None:
     assert kit.call("NodeRegistry", "maxQuote", 7, MODE_NONE) == [0, 0]
 
 
+def test_quotes_follow_service_updates_and_are_capped(kit: Kit) -> None:
+    a, b = account(1), account(2)
+    kit.add_node(a, 7, fee=1_000)
+    kit.add_node(b, 7, fee=3_000)
+    assert kit.call("NodeRegistry", "maxQuote", 7, MODE_NONE) == [3_000, 2]
+    kit.send(b, "NodeRegistry", "setService", 7, MODE_NONE, 500)  # lowers its quote
+    assert kit.call("NodeRegistry", "maxQuote", 7, MODE_NONE) == [1_000, 2]
+    assert kit.call("NodeRegistry", "maxQuote", 7, MODE_CONSENSUS) == [1_000, 1]
+    assert kit.nodes.functions.pickNodes(7, MODE_NONE, 1, 3).call()[1] == 1_000
+    cap = kit.call("NodeRegistry", "MAX_FEE")
+    assert cap == 2**88 - 1
+    kit.send(a, "NodeRegistry", "setService", 7, MODE_NONE, cap)
+    assert kit.call("NodeRegistry", "maxQuote", 7, MODE_NONE) == [cap, 2]
+    with pytest.raises(FeeTooHighError) as err:
+        kit.send(a, "NodeRegistry", "setService", 7, MODE_NONE, cap + 1)
+    assert err.value.args_by_name == {"fee": cap + 1, "max": cap}
+
+
 def test_only_authorized_modules_slash_stake_then_unbonding(kit: Kit) -> None:
     node, victim, stranger = account(1), account(2), account(3)
     kit.add_node(node, 1, stake=150 * TUSD)
@@ -145,8 +164,10 @@ def test_pick_nodes_is_distinct_eligible_and_stake_weighted(kit: Kit) -> None:
     # P(heavy first) = 900/1100 = 0.82; 300 draws put it well above 0.7.
     assert firsts[heavy.address] > 0.7 * 300
     assert pick(5, MODE_NONE, 3, 42).call() == pick(5, MODE_NONE, 3, 42).call()
-    nodes, max_fee = pick(5, MODE_NONE, 1, 7).call()
-    assert len(nodes) == 1 and max_fee == kit.call("NodeRegistry", "getService", nodes[0], 5)[1]
+    # The fee is the highest quote among all eligible nodes, whichever are drawn.
+    for seed in range(20):
+        nodes, max_fee = pick(5, MODE_NONE, 1, seed).call()
+        assert len(nodes) == 1 and max_fee == 700
     assert pick(5, MODE_NONE, 9, 1).call()[0].__len__() == 3  # fewer than k: all eligible
     assert pick(6, MODE_NONE, 1, 1).call() == [[], 0]
 

@@ -126,8 +126,10 @@ interface IInferenceCoordinator {
     /// @notice Pull everything owed to the caller (fees, royalties, refunds).
     function withdraw() external;
 
-    /// @notice What `model`'s request in `mode` with `redundancy` costs at most right now
-    /// (the highest quote among eligible nodes): `maxFee = quote(...)` never fails on price.
+    /// @notice What `model`'s request in `mode` with `redundancy` costs right now: the node fee
+    /// is the highest quote among all eligible nodes, whichever nodes are picked, so a request
+    /// in the same state pays exactly this (`maxFee = quote(...)` fails on price only if a node
+    /// raised its quote, or a dearer node became eligible, before the request).
     function quote(uint256 modelId, uint8 mode, uint8 redundancy) external view returns (uint256 fee);
 
     /// @notice A request; reverts with VerinferUnknownRequest for an unknown id.

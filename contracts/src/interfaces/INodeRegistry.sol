@@ -33,6 +33,7 @@ interface INodeRegistry {
     error VerinferNotAuthorizedModule(address caller);
     error VerinferTooManyNodes(uint256 modelId, uint256 max);
     error VerinferInvalidModes(uint8 modes);
+    error VerinferFeeTooHigh(uint256 fee, uint256 max);
     error VerinferZeroAddress();
 
     /// @notice Register the caller as a node (stake separately with `stake`).
@@ -52,7 +53,8 @@ interface INodeRegistry {
     /// @notice Serve `modelId` in `modes` (bitmask) for `fee` per request; modes 0 stops serving.
     /// @param modelId The model (ids of the ModelRegistry).
     /// @param modes Bitmask of verification modes served (0 = stop serving).
-    /// @param fee The node's quote per request, in token units.
+    /// @param fee The node's quote per request, in token units (at most 2^88 - 1,
+    /// `VerinferFeeTooHigh` above).
     function setService(uint256 modelId, uint8 modes, uint96 fee) external;
 
     /// @notice Authorize (or revoke) a verification module that may `slash`. Owner only.
@@ -73,15 +75,18 @@ interface INodeRegistry {
     /// @notice Pick `k` distinct eligible nodes for (model, mode), stake-weighted, from `seed`.
     /// @dev Eligible: registered, stake >= minStake, serving the model in `mode`. Returns fewer
     /// than `k` if there are not enough.
+    /// The fee is the same whichever nodes the seed draws, so a request's price (and gas) does
+    /// not depend on the block's randomness.
     /// @return nodes The picked nodes, in pick order.
-    /// @return maxFee The highest fee quote among the picked nodes (0 if none).
+    /// @return maxFee The highest fee quote among all eligible nodes of (model, mode), the same
+    /// as `maxQuote` (0 if none).
     function pickNodes(uint256 modelId, uint8 mode, uint256 k, uint256 seed)
         external
         view
         returns (address[] memory nodes, uint256 maxFee);
 
     /// @notice The highest fee quote among the eligible nodes of (model, mode), and how many
-    /// nodes are eligible: a request's worst-case node fee.
+    /// nodes are eligible: a request's node fee (see `pickNodes`).
     function maxQuote(uint256 modelId, uint8 mode) external view returns (uint256 fee, uint256 eligible);
 
     /// @notice Whether `node` may answer (model, mode) now: registered, staked >= minStake, serving it.

@@ -25,6 +25,7 @@ __all__ = [
     "DeadlineTooSoonError",
     "EmptyInputError",
     "FeeAboveMaxError",
+    "FeeTooHighError",
     "InputTooLargeError",
     "InsufficientGasError",
     "InsufficientStakeError",
@@ -91,6 +92,10 @@ class NotAuthorizedModuleError(NodeRegistryError):
 
 class TooManyNodesError(NodeRegistryError):
     """The model's node list is full of staked nodes."""
+
+
+class FeeTooHighError(NodeRegistryError):
+    """A node's fee quote is above NodeRegistry.MAX_FEE (2^88 - 1)."""
 
 
 class ZeroAddressError(ContractRevertError, ChainError):
@@ -234,6 +239,7 @@ _ERRORS: list[tuple[str, type[ContractRevertError], str | None]] = [
     ("VerinferUnbondingNotReady", UnbondingNotReadyError, "wait until the unbonding delay ends"),
     ("VerinferNotAuthorizedModule", NotAuthorizedModuleError, None),
     ("VerinferTooManyNodes", TooManyNodesError, None),
+    ("VerinferFeeTooHigh", FeeTooHighError, "quote at most 2^88 - 1 token units"),
     ("VerinferZeroAddress", ZeroAddressError, None),
     ("OwnableUnauthorizedAccount", OnlyOwnerError, "sign with the admin's key"),
     ("VerinferUnsupportedMode", UnsupportedModeError, "use mode none (1) or consensus (2)"),
@@ -245,7 +251,7 @@ _ERRORS: list[tuple[str, type[ContractRevertError], str | None]] = [
     ("VerinferCallbackGasTooHigh", CallbackGasTooHighError, None),
     ("VerinferModelNotServable", ModelNotServableError, "check the model's modes"),
     ("VerinferNoEligibleNode", NoEligibleNodeError, "no staked node serves this model/mode"),
-    ("VerinferFeeAboveMax", FeeAboveMaxError, "raise maxFee (quote gives the worst case)"),
+    ("VerinferFeeAboveMax", FeeAboveMaxError, "raise maxFee to what quote returns"),
     ("VerinferUnknownRequest", UnknownRequestError, None),
     ("VerinferWrongMode", WrongModeError, None),
     ("VerinferWrongStatus", WrongStatusError, None),

@@ -25,6 +25,7 @@ from verinfer.chain.token import Token
 from verinfer.errors import ChainError, ConfigError
 
 __all__ = [
+    "MAX_NODE_FEE",
     "MAX_UINT96",
     "Ballot",
     "CoordinatorClient",
@@ -41,6 +42,7 @@ __all__ = [
 NODE_REGISTRY = "NodeRegistry"
 COORDINATOR = "InferenceCoordinator"
 MAX_UINT96 = 2**96 - 1
+MAX_NODE_FEE = 2**88 - 1  # NodeRegistry.MAX_FEE: a request's node fee is 88 bits
 MAX_UINT32 = 2**32 - 1
 MAX_UINT64 = 2**64 - 1
 
@@ -215,7 +217,7 @@ class NodeRegistryClient:
 
     def set_service(self, model_id: int, modes: int, fee: int) -> TxReceipt:
         _check_range(modes, 255, "modes")
-        _check_range(fee, MAX_UINT96, "fee")
+        _check_range(fee, MAX_NODE_FEE, "fee")
         return self.chain.transact(self.contract.functions.setService(model_id, modes, fee))
 
     def get_node(self, node: str | None = None) -> NodeInfo:
