@@ -7,13 +7,16 @@
   input bytes with the deterministic runtime and ``fulfil`` the request.
 * ``run_node``: run verinfer's node daemon in a background thread (the real node).
 * ``wait_settled``: poll the coordinator until a request is fulfilled or refunded.
+* ``add_devnet_args`` / ``model_and_node`` / ``request_and_settle``: the devnet scripts' shared
+  options, model + node setup, and one request answered by the node.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from verinfer.chain.accounts import dev_account
 from verinfer.chain.client import Chain
 from verinfer.chain.connect import deployed_address
 from verinfer.chain.inference import (
@@ -201,3 +205,65 @@ def node_config_toml(rpc_url: str, model_id: int, fee: int, *, decimals: int = 6
 def quiet_logs() -> None:
     """Show only warnings from verinfer's structlog loggers (the scripts print a summary)."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def add_devnet_args(parser: argparse.ArgumentParser) -> None:
+    """The options every devnet script has: RPC URL, model reuse, node choice, logs, timeout."""
+    parser.add_argument("--rpc-url", default=None)
+    parser.add_argument("--model-id", type=int, default=None, help="reuse a registered model")
+    parser.add_argument(
+        "--register-only",
+        action="store_true",
+        help="register the model, stake dev account 1 as its node, print a node config, stop",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show verinfer's logs")
+    parser.add_argument("--external-node", action="store_true", help="wait for your own node")
+    parser.add_argument("--timeout", type=float, default=120.0)
+
+
+def model_and_node(
+    chain: Chain,
+    args: argparse.Namespace,
+    onnx_path: Path,
+    sample_path: Path,
+    *,
+    name: str,
+    label: str,
+    price: int,
+    fee: int,
+) -> tuple[RegisteredModel, Chain]:
+    """Register the model (or load ``--model-id``) and stake dev account 1 as its node (unless
+    ``--external-node``); with ``--register-only`` also print that node's config file."""
+    if args.model_id is None:
+        model = register_model(chain, onnx_path, sample_path, name=name, price=price)
+        print(f"registered the {label} as model {model.model_id}")
+    else:
+        model = load_registered(chain, args.model_id, onnx_path, sample_path)
+    node_chain = Chain(chain.rpc_url, dev_account(1))
+    if not args.external_node:
+        serve_model(node_chain, model.model_id, fee=fee)
+        print(f"node {node_chain.address} staked and serving model {model.model_id}")
+    if args.register_only:
+        print("\nnode config (save as node.toml, then `verinfer node start -c node.toml`):\n")
+        print(node_config_toml(chain.rpc_url, model.model_id, fee))
+    return model, node_chain
+
+
+def request_and_settle(
+    chain: Chain,
+    node_chain: Chain,
+    model: RegisteredModel,
+    fee: int,
+    args: argparse.Namespace,
+    send: Callable[[], int],
+    call: str,
+) -> tuple[int, RequestInfo]:
+    """With the node running (ours, or ``--external-node``), ``send()`` the dApp's request and
+    wait until it is settled; returns (request id, its final state)."""
+    coordinator = CoordinatorClient(chain, deployed_address(chain, "InferenceCoordinator"))
+    with run_node(node_chain, model.model_id, fee, enabled=not args.external_node):
+        request_id = send()
+        assigned = assigned_nodes(coordinator, request_id)
+        print(f"{call}: request {request_id}, assigned to {assigned}")
+        info = wait_settled(coordinator, request_id, timeout=args.timeout)
+    return request_id, info

@@ -28,20 +28,14 @@ sys.path.insert(0, str(HERE.parent))
 
 from example_kit import (  # noqa: E402
     RegisteredModel,
-    assigned_nodes,
-    load_registered,
-    node_config_toml,
+    add_devnet_args,
+    model_and_node,
     quiet_logs,
-    register_model,
-    run_node,
-    serve_model,
-    wait_settled,
+    request_and_settle,
 )
 
-from verinfer.chain.accounts import dev_account  # noqa: E402
 from verinfer.chain.client import Chain  # noqa: E402
 from verinfer.chain.connect import connect, deployed_address  # noqa: E402
-from verinfer.chain.inference import CoordinatorClient  # noqa: E402
 from verinfer.chain.token import Token  # noqa: E402
 from verinfer.errors import VerinferError  # noqa: E402
 
@@ -116,36 +110,24 @@ def update_fee(pool: Pool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rpc-url", default=None)
     parser.add_argument("--regime", choices=sorted(REGIME_MOVES), default="stressed")
-    parser.add_argument("--model-id", type=int, default=None, help="reuse a registered model")
-    parser.add_argument(
-        "--register-only",
-        action="store_true",
-        help="register the model, stake dev account 1 as its node, print a node config, stop",
-    )
-    parser.add_argument("--verbose", action="store_true", help="show verinfer's logs")
-    parser.add_argument("--external-node", action="store_true", help="wait for your own node")
-    parser.add_argument("--timeout", type=float, default=120.0)
+    add_devnet_args(parser)
     args = parser.parse_args(argv)
     if not args.verbose:
         quiet_logs()
     try:
         chain = connect(args.rpc_url)
-        if args.model_id is None:
-            model = register_model(
-                chain, MODEL_FILE, SAMPLE_FILE, name="amm-volatility-mlp", price=MODEL_PRICE
-            )
-            print(f"registered the volatility model as model {model.model_id}")
-        else:
-            model = load_registered(chain, args.model_id, MODEL_FILE, SAMPLE_FILE)
-        node_chain = Chain(chain.rpc_url, dev_account(1))
-        if not args.external_node:
-            serve_model(node_chain, model.model_id, fee=NODE_FEE)
-            print(f"node {node_chain.address} staked and serving model {model.model_id}")
+        model, node_chain = model_and_node(
+            chain,
+            args,
+            MODEL_FILE,
+            SAMPLE_FILE,
+            name="amm-volatility-mlp",
+            label="volatility model",
+            price=MODEL_PRICE,
+            fee=NODE_FEE,
+        )
         if args.register_only:
-            print("\nnode config (save as node.toml, then `verinfer node start -c node.toml`):\n")
-            print(node_config_toml(chain.rpc_url, model.model_id, NODE_FEE))
             return 0
         pool = deploy_pool(chain, model)
         amm = pool.contract
@@ -154,12 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         sigma = float(np.sqrt(np.mean(np.square(moves))))
         print(f"{len(moves)} swaps in a {args.regime} market: realized vol {sigma:.4f} per swap")
         before = amm.functions.swapFeeBps().call()
-        coordinator = CoordinatorClient(chain, deployed_address(chain, "InferenceCoordinator"))
-        with run_node(node_chain, model.model_id, NODE_FEE, enabled=not args.external_node):
-            request_id = update_fee(pool)
-            assigned = assigned_nodes(coordinator, request_id)
-            print(f"updateFee(): request {request_id}, assigned to {assigned}")
-            info = wait_settled(coordinator, request_id, timeout=args.timeout)
+        request_id, info = request_and_settle(
+            chain, node_chain, model, NODE_FEE, args, lambda: update_fee(pool), "updateFee()"
+        )
         (event,) = amm.events.FeeUpdated().get_logs(
             from_block=0, argument_filters={"requestId": request_id}
         ) or [None]

@@ -25,19 +25,15 @@ Usage: python examples/amm/volatility_model.py [--out DIR]
 
 from __future__ import annotations
 
-import argparse
-import os
-import warnings
+import sys
 from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# mlp_kit first: it pins BLAS to one thread before numpy loads (byte-identical files).
+import mlp_kit  # noqa: E402
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPRegressor  # noqa: E402
 
 SEED = 7
@@ -51,8 +47,6 @@ FEE_MIN, FEE_MAX = 5.0, 100.0  # what the contract clamps to
 RETURN_UNIT = 0.01  # inputs are divided by this for training (folded into layer 1)
 FEE_UNIT = 100.0  # targets are divided by this for training (folded into layer 2)
 HIDDEN = 32
-OPSET = 17
-IR_VERSION = 9  # onnx 1.23 writes IR 14 by default; onnxruntime 1.31 accepts at most 13
 N_SAMPLES = 64
 MODEL_FILE = "volatility_mlp.onnx"
 SAMPLE_FILE = "volatility_sample.npy"
@@ -94,82 +88,45 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def train(x_train: np.ndarray, y_train: np.ndarray) -> MLPRegressor:
-    reg = MLPRegressor(
-        hidden_layer_sizes=(HIDDEN,),
-        activation="relu",
-        solver="adam",
-        alpha=1e-4,
+    """Fit the MLP on standardized data (returns / RETURN_UNIT, fee / FEE_UNIT)."""
+    reg: MLPRegressor = mlp_kit.train_mlp(
+        MLPRegressor,
+        x_train / RETURN_UNIT,
+        y_train / FEE_UNIT,
+        hidden=HIDDEN,
+        seed=SEED,
         batch_size=128,
-        learning_rate_init=1e-3,
         max_iter=80,
         tol=1e-6,
         n_iter_no_change=20,
         shuffle=True,
-        random_state=SEED,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # a fixed epoch budget on purpose
-        reg.fit(x_train / RETURN_UNIT, y_train / FEE_UNIT)
     return reg
 
 
-def folded_weights(reg: MLPRegressor) -> tuple[np.ndarray, ...]:
+def folded_weights(reg: MLPRegressor) -> mlp_kit.Weights:
     """float64 weights [out, in] taking raw returns and giving raw bps."""
-    w1 = reg.coefs_[0].T / RETURN_UNIT
-    b1 = reg.intercepts_[0]
-    w2 = reg.coefs_[1].T * FEE_UNIT
-    b2 = reg.intercepts_[1] * FEE_UNIT
-    return w1, b1, w2, b2
+    w1, b1, w2, b2 = mlp_kit.sklearn_weights(reg)
+    return w1 / RETURN_UNIT, b1, w2 * FEE_UNIT, b2 * FEE_UNIT
 
 
-def predict(weights: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
+def predict(weights: mlp_kit.Weights, x: np.ndarray) -> np.ndarray:
     """The folded network's forward pass in float64 ([n] fees in bps)."""
-    w1, b1, w2, b2 = weights
-    return (np.maximum(x @ w1.T + b1, 0) @ w2.T + b2)[:, 0]
+    return mlp_kit.mlp_forward(weights, x)[:, 0]
 
 
-def to_onnx(weights: tuple[np.ndarray, ...]) -> onnx.ModelProto:
-    w1, b1, w2, b2 = (np.ascontiguousarray(w, dtype=np.float32) for w in weights)
-    initializers = [
-        numpy_helper.from_array(w1, "fc1.weight"),
-        numpy_helper.from_array(b1, "fc1.bias"),
-        numpy_helper.from_array(w2, "fc2.weight"),
-        numpy_helper.from_array(b2, "fc2.bias"),
-    ]
-    nodes = [
-        helper.make_node(
-            "Gemm", ["returns", "fc1.weight", "fc1.bias"], ["fc1"], name="fc1", transB=1
-        ),
-        helper.make_node("Relu", ["fc1"], ["relu1"], name="relu1"),
-        helper.make_node(
-            "Gemm", ["relu1", "fc2.weight", "fc2.bias"], ["fee_bps"], name="fc2", transB=1
-        ),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "volatility_mlp",
-        [helper.make_tensor_value_info("returns", TensorProto.FLOAT, ["batch", WINDOW])],
-        [helper.make_tensor_value_info("fee_bps", TensorProto.FLOAT, ["batch", 1])],
-        initializer=initializers,
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="verinfer-examples",
-        producer_version="1",
+def to_onnx(weights: mlp_kit.Weights) -> onnx.ModelProto:
+    return mlp_kit.mlp_to_onnx(
+        weights,
+        graph_name="volatility_mlp",
+        input_name="returns",
+        output_name="fee_bps",
         doc_string=f"{WINDOW}-{HIDDEN}-1 ReLU MLP: last {WINDOW} log-returns -> swap fee (bps)",
     )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent, help="output directory"
-    )
-    args = parser.parse_args(argv)
+    out = mlp_kit.parse_out_dir(__doc__, Path(__file__).resolve().parent, argv)
 
     x_train, x_test, y_train, y_test = load_data()
     reg = train(x_train, y_train)
@@ -183,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = to_onnx(weights)
     data = model.SerializeToString()
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    session = mlp_kit.ort_session(data)
     # A spread of regimes for the sample: every (len/N)-th test window.
     sample = np.ascontiguousarray(x_test[:: len(x_test) // N_SAMPLES][:N_SAMPLES], np.float32)
     (ort_fee,) = session.run(["fee_bps"], {"returns": x_test.astype(np.float32)})
@@ -192,13 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"onnxruntime fees differ from the float64 network's by {max_err:.2e}")
     print(f"onnxruntime vs float64 network: max abs diff {max_err:.2e} bps")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    model_path = args.out / MODEL_FILE
-    sample_path = args.out / SAMPLE_FILE
-    model_path.write_bytes(data)
-    np.save(sample_path, sample)
-    print(f"wrote {model_path} ({len(data)} bytes)")
-    print(f"wrote {sample_path} (float32 [{N_SAMPLES}, {WINDOW}] log-return windows)")
+    what = f"float32 [{N_SAMPLES}, {WINDOW}] log-return windows"
+    mlp_kit.write_files(out, MODEL_FILE, data, SAMPLE_FILE, sample, what)
     return 0
 
 

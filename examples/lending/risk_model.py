@@ -27,19 +27,15 @@ Usage: python examples/lending/risk_model.py [--out DIR]
 
 from __future__ import annotations
 
-import argparse
-import os
-import warnings
+import sys
 from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# mlp_kit first: it pins BLAS to one thread before numpy loads (byte-identical files).
+import mlp_kit  # noqa: E402
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 SEED = 11
@@ -59,8 +55,6 @@ BIAS = -3.0
 TRUE_WEIGHTS = np.array([1.5, 1.2, -0.7, -0.8, -1.4, 2.5, -0.6, 3.0])
 INTERACTION = 2.0
 HIDDEN = 16
-OPSET = 17
-IR_VERSION = 9  # onnx 1.23 writes IR 14 by default; onnxruntime 1.31 accepts at most 13
 N_SAMPLES = 32
 MODEL_FILE = "risk_mlp.onnx"
 SAMPLE_FILE = "risk_sample.npy"
@@ -93,28 +87,24 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def train(x_train: np.ndarray, y_train: np.ndarray) -> MLPClassifier:
-    clf = MLPClassifier(
-        hidden_layer_sizes=(HIDDEN,),
-        activation="relu",
-        solver="adam",
-        alpha=1e-4,
+    clf: MLPClassifier = mlp_kit.train_mlp(
+        MLPClassifier,
+        x_train,
+        y_train,
+        hidden=HIDDEN,
+        seed=SEED,
         batch_size=128,
-        learning_rate_init=1e-3,
         max_iter=60,
         tol=1e-6,
         n_iter_no_change=20,
-        random_state=SEED,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # a fixed epoch budget on purpose
-        clf.fit(x_train, y_train)
     return clf
 
 
 def probability(clf: MLPClassifier, x: np.ndarray) -> np.ndarray:
     """The network's P(default) (float64 [n]), tied to scikit-learn's predict_proba."""
-    hidden = np.maximum(x @ clf.coefs_[0] + clf.intercepts_[0], 0)
-    p = 1.0 / (1.0 + np.exp(-(hidden @ clf.coefs_[1] + clf.intercepts_[1])[:, 0]))
+    logit = mlp_kit.mlp_forward(mlp_kit.sklearn_weights(clf), x)[:, 0]
+    p = 1.0 / (1.0 + np.exp(-logit))
     if not np.allclose(p, clf.predict_proba(x)[:, 1], rtol=1e-9, atol=1e-12):
         raise SystemExit("hand-written forward pass disagrees with scikit-learn's predict_proba")
     return p
@@ -134,50 +124,19 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def to_onnx(clf: MLPClassifier) -> onnx.ModelProto:
-    w1, w2 = (np.ascontiguousarray(w.T, dtype=np.float32) for w in clf.coefs_)
-    b1, b2 = (np.asarray(b, dtype=np.float32) for b in clf.intercepts_)
-    initializers = [
-        numpy_helper.from_array(w1, "fc1.weight"),
-        numpy_helper.from_array(b1, "fc1.bias"),
-        numpy_helper.from_array(w2, "fc2.weight"),
-        numpy_helper.from_array(b2, "fc2.bias"),
-    ]
-    nodes = [
-        helper.make_node(
-            "Gemm", ["features", "fc1.weight", "fc1.bias"], ["fc1"], name="fc1", transB=1
-        ),
-        helper.make_node("Relu", ["fc1"], ["relu1"], name="relu1"),
-        helper.make_node(
-            "Gemm", ["relu1", "fc2.weight", "fc2.bias"], ["logit"], name="fc2", transB=1
-        ),
-        helper.make_node("Sigmoid", ["logit"], ["p_default"], name="sigmoid"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "risk_mlp",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", len(FEATURES)])],
-        [helper.make_tensor_value_info("p_default", TensorProto.FLOAT, ["batch", 1])],
-        initializer=initializers,
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="verinfer-examples",
-        producer_version="1",
+    return mlp_kit.mlp_to_onnx(
+        mlp_kit.sklearn_weights(clf),
+        graph_name="risk_mlp",
+        input_name="features",
+        output_name="p_default",
+        sigmoid_from="logit",
         doc_string="8-16-1 MLP, sigmoid output: borrower features -> probability of default; "
         "features: " + ", ".join(FEATURES),
     )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent, help="output directory"
-    )
-    args = parser.parse_args(argv)
+    out = mlp_kit.parse_out_dir(__doc__, Path(__file__).resolve().parent, argv)
 
     x_train, x_test, y_train, y_test = load_data()
     clf = train(x_train, y_train)
@@ -190,20 +149,16 @@ def main(argv: list[str] | None = None) -> int:
 
     model = to_onnx(clf)
     data = model.SerializeToString()
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    session = mlp_kit.ort_session(data)
     (ort_p,) = session.run(["p_default"], {"features": x_test.astype(np.float32)})
     max_err = float(np.abs(ort_p[:, 0] - p).max())
     if max_err > 1e-5:
         raise SystemExit(f"onnxruntime probabilities differ from scikit-learn's by {max_err:.2e}")
     print(f"onnxruntime vs scikit-learn probabilities: max abs diff {max_err:.2e}")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    model_path = args.out / MODEL_FILE
-    sample_path = args.out / SAMPLE_FILE
-    model_path.write_bytes(data)
-    np.save(sample_path, np.ascontiguousarray(x_test[:N_SAMPLES], dtype=np.float32))
-    print(f"wrote {model_path} ({len(data)} bytes)")
-    print(f"wrote {sample_path} (float32 [{N_SAMPLES}, {len(FEATURES)}] borrowers)")
+    sample = np.ascontiguousarray(x_test[:N_SAMPLES], dtype=np.float32)
+    what = f"float32 [{N_SAMPLES}, {len(FEATURES)}] borrowers"
+    mlp_kit.write_files(out, MODEL_FILE, data, SAMPLE_FILE, sample, what)
     return 0
 
 

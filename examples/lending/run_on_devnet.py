@@ -28,20 +28,15 @@ sys.path.insert(0, str(HERE.parent))
 
 from example_kit import (  # noqa: E402
     RegisteredModel,
-    assigned_nodes,
-    load_registered,
-    node_config_toml,
+    add_devnet_args,
+    model_and_node,
     quiet_logs,
-    register_model,
-    run_node,
-    serve_model,
-    wait_settled,
+    request_and_settle,
 )
 
 from verinfer.chain.accounts import dev_account  # noqa: E402
 from verinfer.chain.client import Chain  # noqa: E402
 from verinfer.chain.connect import connect, deployed_address  # noqa: E402
-from verinfer.chain.inference import CoordinatorClient  # noqa: E402
 from verinfer.chain.token import Token  # noqa: E402
 from verinfer.errors import VerinferError  # noqa: E402
 
@@ -120,38 +115,26 @@ def request_score(borrower: Chain, market: Market) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rpc-url", default=None)
     parser.add_argument("--volatility", type=float, default=0.8, help="collateral vol, e.g. 0.8")
     parser.add_argument("--weth", type=float, default=10.0, help="collateral deposited")
-    parser.add_argument("--model-id", type=int, default=None, help="reuse a registered model")
-    parser.add_argument(
-        "--register-only",
-        action="store_true",
-        help="register the model, stake dev account 1 as its node, print a node config, stop",
-    )
-    parser.add_argument("--verbose", action="store_true", help="show verinfer's logs")
-    parser.add_argument("--external-node", action="store_true", help="wait for your own node")
     parser.add_argument("--show-stale", action="store_true", help="advance the devnet clock")
-    parser.add_argument("--timeout", type=float, default=120.0)
+    add_devnet_args(parser)
     args = parser.parse_args(argv)
     if not args.verbose:
         quiet_logs()
     try:
         chain = connect(args.rpc_url)
-        if args.model_id is None:
-            model = register_model(
-                chain, MODEL_FILE, SAMPLE_FILE, name="lending-risk-mlp", price=MODEL_PRICE
-            )
-            print(f"registered the risk model as model {model.model_id}")
-        else:
-            model = load_registered(chain, args.model_id, MODEL_FILE, SAMPLE_FILE)
-        node_chain = Chain(chain.rpc_url, dev_account(1))
-        if not args.external_node:
-            serve_model(node_chain, model.model_id, fee=NODE_FEE)
-            print(f"node {node_chain.address} staked and serving model {model.model_id}")
+        model, node_chain = model_and_node(
+            chain,
+            args,
+            MODEL_FILE,
+            SAMPLE_FILE,
+            name="lending-risk-mlp",
+            label="risk model",
+            price=MODEL_PRICE,
+            fee=NODE_FEE,
+        )
         if args.register_only:
-            print("\nnode config (save as node.toml, then `verinfer node start -c node.toml`):\n")
-            print(node_config_toml(chain.rpc_url, model.model_id, NODE_FEE))
             return 0
         market = deploy_market(chain, model, volatility=args.volatility)
         print(f"market {market.address}: 500,000 TUSD supplied, WETH at 2,000 TUSD")
@@ -168,12 +151,15 @@ def main(argv: list[str] | None = None) -> int:
         features = lend.functions.features(borrower.address).call()
         shown = (f"{n}={f / WAD:.3f}" for n, f in zip(FEATURE_NAMES, features, strict=True))
         print("features: " + ", ".join(shown))
-        coordinator = CoordinatorClient(chain, deployed_address(chain, "InferenceCoordinator"))
-        with run_node(node_chain, model.model_id, NODE_FEE, enabled=not args.external_node):
-            request_id = request_score(borrower, market)
-            assigned = assigned_nodes(coordinator, request_id)
-            print(f"requestScore(): request {request_id}, assigned to {assigned}")
-            info = wait_settled(coordinator, request_id, timeout=args.timeout)
+        request_id, info = request_and_settle(
+            chain,
+            node_chain,
+            model,
+            NODE_FEE,
+            args,
+            lambda: request_score(borrower, market),
+            "requestScore()",
+        )
         print(f"request {request_id}: {info.status.name.lower()}")
         logs = lend.events.ScoreUpdated().get_logs(
             from_block=0, argument_filters={"requestId": request_id}

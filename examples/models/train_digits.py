@@ -19,28 +19,22 @@ Usage: python examples/models/train_digits.py [--out DIR]
 
 from __future__ import annotations
 
-import argparse
-import os
-import warnings
+import sys
 from pathlib import Path
 
-# Single-threaded BLAS: float summation order then cannot depend on the machine's core count.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# mlp_kit first: it pins BLAS to one thread before numpy loads, so float summation order cannot
+# depend on the machine's core count.
+import mlp_kit  # noqa: E402
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 SEED = 0
 HIDDEN = 32
-OPSET = 17
-IR_VERSION = 9  # onnx 1.23 writes IR 14 by default; onnxruntime 1.31 accepts at most 13
 N_SAMPLES = 8
 MODEL_FILE = "digits_mlp.onnx"
 SAMPLE_FILE = "digits_sample.npy"
@@ -59,79 +53,36 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def train(x_train: np.ndarray, y_train: np.ndarray) -> MLPClassifier:
     """Fit the MLP (in float64, the dtype of the inputs)."""
-    clf = MLPClassifier(
-        hidden_layer_sizes=(HIDDEN,),
-        activation="relu",
-        solver="adam",
-        alpha=1e-4,
-        batch_size=64,
-        learning_rate_init=1e-3,
-        max_iter=200,
-        random_state=SEED,
+    clf: MLPClassifier = mlp_kit.train_mlp(
+        MLPClassifier, x_train, y_train, hidden=HIDDEN, seed=SEED, batch_size=64, max_iter=200
     )
-    with warnings.catch_warnings():
-        # A fixed epoch budget is the point (speed, reproducibility), not full convergence.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(x_train, y_train)
     return clf
 
 
 def sklearn_logits(clf: MLPClassifier, x: np.ndarray) -> np.ndarray:
     """The network's scores before softmax (float64), from scikit-learn's own weights."""
-    hidden = np.maximum(x @ clf.coefs_[0] + clf.intercepts_[0], 0)
-    logits = hidden @ clf.coefs_[1] + clf.intercepts_[1]
+    logits = mlp_kit.mlp_forward(mlp_kit.sklearn_weights(clf), x)
     # Tie the hand-written forward pass to scikit-learn's: softmax(logits) == predict_proba.
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     proba = exp / exp.sum(axis=1, keepdims=True)
     if not np.allclose(proba, clf.predict_proba(x), rtol=1e-9, atol=1e-12):
         raise SystemExit("hand-written forward pass disagrees with scikit-learn's predict_proba")
-    return np.asarray(logits)
+    return logits
 
 
 def to_onnx(clf: MLPClassifier) -> onnx.ModelProto:
     """Build the ONNX graph from the trained weights with the onnx helper API."""
-    w1, w2 = (np.ascontiguousarray(w.T, dtype=np.float32) for w in clf.coefs_)
-    b1, b2 = (np.asarray(b, dtype=np.float32) for b in clf.intercepts_)
-    initializers = [
-        numpy_helper.from_array(w1, "fc1.weight"),
-        numpy_helper.from_array(b1, "fc1.bias"),
-        numpy_helper.from_array(w2, "fc2.weight"),
-        numpy_helper.from_array(b2, "fc2.bias"),
-    ]
-    nodes = [
-        helper.make_node(
-            "Gemm", ["input", "fc1.weight", "fc1.bias"], ["fc1"], name="fc1", transB=1
-        ),
-        helper.make_node("Relu", ["fc1"], ["relu1"], name="relu1"),
-        helper.make_node(
-            "Gemm", ["relu1", "fc2.weight", "fc2.bias"], ["logits"], name="fc2", transB=1
-        ),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "digits_mlp",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", w1.shape[1]])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", w2.shape[0]])],
-        initializer=initializers,
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="verinfer-examples",
-        producer_version="1",
+    return mlp_kit.mlp_to_onnx(
+        mlp_kit.sklearn_weights(clf),
+        graph_name="digits_mlp",
+        input_name="input",
+        output_name="logits",
         doc_string="64-32-10 ReLU MLP on scikit-learn digits; input = pixels / 16; output logits",
     )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent, help="output directory"
-    )
-    args = parser.parse_args(argv)
+    out = mlp_kit.parse_out_dir(__doc__, Path(__file__).resolve().parent, argv)
 
     x_train, x_test, y_train, y_test = load_data()
     clf = train(x_train, y_train)
@@ -140,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = to_onnx(clf)
     data = model.SerializeToString()
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    session = mlp_kit.ort_session(data)
     x_test32 = x_test.astype(np.float32)
     (ort_logits,) = session.run(["logits"], {"input": x_test32})
     expected = sklearn_logits(clf, x_test)
@@ -150,13 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"onnxruntime logits differ from scikit-learn's by {max_err:.2e}")
     print(f"onnxruntime vs scikit-learn logits: max abs diff {max_err:.2e}")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    model_path = args.out / MODEL_FILE
-    sample_path = args.out / SAMPLE_FILE
-    model_path.write_bytes(data)
-    np.save(sample_path, np.ascontiguousarray(x_test32[:N_SAMPLES]))
-    print(f"wrote {model_path} ({len(data)} bytes)")
-    print(f"wrote {sample_path} ({N_SAMPLES} test images, float32 [{N_SAMPLES}, 64])")
+    sample = np.ascontiguousarray(x_test32[:N_SAMPLES])
+    what = f"{N_SAMPLES} test images, float32 [{N_SAMPLES}, 64]"
+    mlp_kit.write_files(out, MODEL_FILE, data, SAMPLE_FILE, sample, what)
     return 0
 
 

@@ -7,41 +7,21 @@ and the fee the callback sets must be the documented mapping of that output.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from example_fixtures import example_fixtures, kit, load_example
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from verinfer.chain.accounts import dev_account
 from verinfer.chain.client import Chain
 from verinfer.chain.codec import decode_tensors
-from verinfer.chain.deployments import AddressBook
 from verinfer.chain.inference import CoordinatorClient, RequestStatus
 from verinfer.errors import ContractRevertError
 
 pytestmark = pytest.mark.integration
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def load_example(relative: str, name: str) -> ModuleType:
-    """Import ``examples/<relative>`` as ``name`` (examples/ is not a package)."""
-    if name not in sys.modules:
-        if str(EXAMPLES) not in sys.path:
-            sys.path.insert(0, str(EXAMPLES))
-        spec = importlib.util.spec_from_file_location(name, EXAMPLES / relative)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def snapshot(chain: Chain) -> str:
@@ -53,7 +33,7 @@ def revert(chain: Chain, snap: str) -> None:
 
 
 amm = load_example("amm/run_on_devnet.py", "example_amm_run_on_devnet")
-kit = load_example("example_kit.py", "example_kit")
+model, node, coordinator = example_fixtures(amm, "amm-volatility")
 
 WAD, TUSD = 10**18, 10**6
 
@@ -65,27 +45,8 @@ def fee_from_output(q: int, scale: int) -> int:
 
 
 @pytest.fixture
-def model(chain: Chain, book: AddressBook) -> Any:
-    return kit.register_model(
-        chain, amm.MODEL_FILE, amm.SAMPLE_FILE, name="amm-volatility", price=amm.MODEL_PRICE
-    )
-
-
-@pytest.fixture
-def node(chain: Chain, model: Any) -> Chain:
-    node_chain = Chain(chain.rpc_url, dev_account(1))
-    kit.serve_model(node_chain, model.model_id, fee=amm.NODE_FEE)
-    return node_chain
-
-
-@pytest.fixture
 def pool(chain: Chain, model: Any, node: Chain) -> Any:
     return amm.deploy_pool(chain, model)
-
-
-@pytest.fixture
-def coordinator(chain: Chain, book: AddressBook) -> CoordinatorClient:
-    return CoordinatorClient(chain, book.address("InferenceCoordinator"))
 
 
 def revert_name(exc: pytest.ExceptionInfo[ContractRevertError]) -> str:

@@ -8,46 +8,26 @@ score, beyond the limit, and once the score is stale.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+from example_fixtures import example_fixtures, kit, load_example
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from verinfer.chain.accounts import dev_account
 from verinfer.chain.client import Chain
 from verinfer.chain.codec import decode_tensors
-from verinfer.chain.deployments import AddressBook
-from verinfer.chain.inference import CoordinatorClient, RequestStatus
+from verinfer.chain.inference import RequestStatus
 from verinfer.chain.token import Token
 from verinfer.errors import ContractRevertError
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def load_example(relative: str, name: str) -> ModuleType:
-    """Import ``examples/<relative>`` as ``name`` (examples/ is not a package)."""
-    if name not in sys.modules:
-        if str(EXAMPLES) not in sys.path:
-            sys.path.insert(0, str(EXAMPLES))
-        spec = importlib.util.spec_from_file_location(name, EXAMPLES / relative)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 lending = load_example("lending/run_on_devnet.py", "example_lending_run_on_devnet")
-kit = load_example("example_kit.py", "example_kit")
+model, node, coordinator = example_fixtures(lending, "risk")
 
 WAD, TUSD = 10**18, 10**6
 
@@ -56,20 +36,6 @@ def factor_from_output(q: int, scale: int) -> int:
     """The documented mapping: 8500 - round_half_up(5500 * q / 2^scale), clamped [3000, 8500]."""
     cut = (5500 * q + (1 << (scale - 1))) >> scale if scale > 0 else 5500 * q << -scale
     return min(max(8500 - cut, 3000), 8500)
-
-
-@pytest.fixture
-def model(chain: Chain, book: AddressBook) -> Any:
-    return kit.register_model(
-        chain, lending.MODEL_FILE, lending.SAMPLE_FILE, name="risk", price=lending.MODEL_PRICE
-    )
-
-
-@pytest.fixture
-def node(chain: Chain, model: Any) -> Chain:
-    node_chain = Chain(chain.rpc_url, dev_account(1))
-    kit.serve_model(node_chain, model.model_id, fee=lending.NODE_FEE)
-    return node_chain
 
 
 @pytest.fixture
@@ -82,11 +48,6 @@ def borrower(chain: Chain, market: Any) -> Chain:
     who = Chain(chain.rpc_url, dev_account(2))
     lending.open_account(who, market, 10 * WAD)
     return who
-
-
-@pytest.fixture
-def coordinator(chain: Chain, book: AddressBook) -> CoordinatorClient:
-    return CoordinatorClient(chain, book.address("InferenceCoordinator"))
 
 
 def reverts(chain: Chain, fn: Any, name: str) -> dict[str, object]:
