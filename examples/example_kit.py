@@ -34,9 +34,9 @@ from verinfer.chain.inference import (
 )
 from verinfer.chain.token import format_units
 from verinfer.errors import ChainError, ModelError
-from verinfer.models.manifest import Manifest
 from verinfer.models.onnx_check import inspect_onnx
-from verinfer.models.registry import Mode, ModelInput, RegistryClient
+from verinfer.models.publish import draft_input, final_input, store_model
+from verinfer.models.registry import Mode, RegistryClient
 from verinfer.node.executor import decode_for_program, encode_outputs
 from verinfer.node.local import ensure_serving, node_in_thread
 from verinfer.runtime import Program, compile_model
@@ -70,35 +70,11 @@ def register_model(
     """Compile (calibrated on the sample), store and register a model; mode none."""
     spec = inspect_onnx(onnx_path, batch=1)
     program = compile_model(onnx_path, np.load(sample_path), batch=1)
-    store = open_store()
-    cid = str(store.put(spec.data))
-    program_cid = str(store.put(program.to_bytes()))
-    manifest = Manifest(
-        name=name,
-        onnx_cid=cid,
-        spec=spec,
-        license="MIT",
-        parent=0,
-        program_cid=program_cid,
-        program_hash=program.program_hash,
-        weights_root=program.weights_root,
-    )
-    manifest_cid = str(store.put(manifest.to_bytes()))
+    draft = draft_input(spec, program, name=name, price=price, modes=Mode.NONE, license="MIT")
+    stored = store_model(open_store(), spec, program, name=name, license="MIT", parent=0)
     registry = RegistryClient(chain, registry_address or deployed_address(chain, "ModelRegistry"))
-    model_id, _ = registry.register(
-        ModelInput(
-            name=name,
-            cid=cid,
-            input_shapes=[list(t.shape) for t in spec.inputs],
-            output_shapes=[list(t.shape) for t in spec.outputs],
-            price=price,
-            modes=Mode.NONE,
-            program_hash=program.program_hash,
-            weights_root=program.weights_root,
-            license="MIT",
-            metadata_uri=f"ipfs://{manifest_cid}",
-        )
-    )
+    model_id, _ = registry.register(final_input(draft, stored, None))
+    cid = stored.cid
     return RegisteredModel(model_id, program, cid)
 
 

@@ -23,9 +23,9 @@ from verinfer.chain.inference import CoordinatorClient, InferenceMode
 from verinfer.chain.token import Token
 from verinfer.client import InferenceClient
 from verinfer.errors import ConfigError, VerinferError
-from verinfer.models.manifest import Manifest
 from verinfer.models.onnx_check import inspect_onnx
-from verinfer.models.registry import Mode, ModelInput, RegistryClient
+from verinfer.models.publish import draft_input, final_input, store_model
+from verinfer.models.registry import Mode, RegistryClient
 from verinfer.node.local import ensure_serving, node_in_thread
 from verinfer.runtime import compile_model
 from verinfer.store import open_store
@@ -90,31 +90,15 @@ def setup_model() -> DemoResult:
     program = compile_model(model_path)
     store = open_store()
     cid = str(store.put(spec.data))
-    program_cid = str(store.put(program.to_bytes()))
     for record in registry.list():
         if record.cid == cid and record.name == DEMO_MODEL_NAME and not record.deprecated:
             return DemoResult(info.rpc_url, started, deployed, record.model_id, cid, True)
-    manifest = Manifest(
-        name=DEMO_MODEL_NAME, onnx_cid=cid, spec=spec, license="MIT", parent=0,
-        program_cid=program_cid, program_hash=program.program_hash,
-        weights_root=program.weights_root,
+    draft = draft_input(
+        spec, program, name=DEMO_MODEL_NAME, price=10_000, royalty_bps=1_000,
+        modes=Mode.NONE | Mode.CONSENSUS | Mode.OPTIMISTIC, license="MIT",
     )  # fmt: skip
-    manifest_cid = store.put(manifest.to_bytes())
-    model_id, _ = registry.register(
-        ModelInput(
-            name=DEMO_MODEL_NAME,
-            cid=cid,
-            price=10_000,
-            royalty_bps=1_000,
-            modes=Mode.NONE | Mode.CONSENSUS | Mode.OPTIMISTIC,
-            license="MIT",
-            input_shapes=[list(t.shape) for t in spec.inputs],
-            output_shapes=[list(t.shape) for t in spec.outputs],
-            metadata_uri=f"ipfs://{manifest_cid}",
-            program_hash=program.program_hash,
-            weights_root=program.weights_root,
-        )  # fmt: skip
-    )
+    stored = store_model(store, spec, program, name=DEMO_MODEL_NAME, license="MIT", parent=0)
+    model_id, _ = registry.register(final_input(draft, stored, None))
     return DemoResult(info.rpc_url, started, deployed, model_id, cid, False)
 
 

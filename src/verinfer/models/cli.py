@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,9 +15,9 @@ from verinfer.chain.deployments import AddressBook
 from verinfer.chain.token import Token, format_units, parse_units
 from verinfer.cli_common import JsonOption, KeystoreOption, RpcUrlOption, console, emit_json, out
 from verinfer.errors import ModelError
-from verinfer.models.manifest import Manifest
 from verinfer.models.onnx_check import inspect_onnx
-from verinfer.models.registry import ZERO_HASH, Mode, ModelInput, ModelRecord, RegistryClient
+from verinfer.models.publish import draft_input, final_input, store_model
+from verinfer.models.registry import ZERO_HASH, Mode, ModelRecord, RegistryClient
 from verinfer.runtime import compile_model
 from verinfer.runtime.cli import load_npy
 from verinfer.store import open_store
@@ -86,49 +85,23 @@ def add(
         program = compile_model(path, samples, batch=batch)
         progress.update(step, description="connecting to the chain")
         ctx = _Registry(connect(rpc_url, keystore))
-        draft = ModelInput(
-            name=name,
-            cid="pending",
-            price=parse_units(price, ctx.decimals, what="price"),
-            royalty_bps=royalty_bps,
-            modes=allowed,
-            parent=parent,
-            license=license,
-            input_shapes=[list(t.shape) for t in spec.inputs],
-            output_shapes=[list(t.shape) for t in spec.outputs],
-        )
+        draft = draft_input(
+            spec, program, name=name, price=parse_units(price, ctx.decimals, what="price"),
+            royalty_bps=royalty_bps, modes=allowed, parent=parent, license=license,
+        )  # fmt: skip
         draft.validate()
         ctx.registry.check_parent(parent)
         progress.update(step, description="storing the model")
-        store = open_store()
-        cid = str(store.put(spec.data))
-        program_cid = str(store.put(program.to_bytes()))
-        manifest = Manifest(
-            name=name,
-            onnx_cid=cid,
-            spec=spec,
-            license=license,
-            parent=parent,
-            program_cid=program_cid,
-            program_hash=program.program_hash,
-            weights_root=program.weights_root,
-        )
-        manifest_cid = str(store.put(manifest.to_bytes()))
+        stored = store_model(open_store(), spec, program, name=name, license=license, parent=parent)
         progress.update(step, description="registering on-chain")
-        model = replace(
-            draft,
-            cid=cid,
-            program_hash=program.program_hash,
-            weights_root=program.weights_root,
-            metadata_uri=metadata_uri or f"ipfs://{manifest_cid}",
-        )
+        model = final_input(draft, stored, metadata_uri)
         model_id, receipt = ctx.registry.register(model)
     result = {
         "model_id": model_id,
-        "cid": cid,
+        "cid": stored.cid,
         "tx": receipt["transactionHash"].to_0x_hex(),
-        "manifest_cid": manifest_cid,
-        "program_cid": program_cid,
+        "manifest_cid": stored.manifest_cid,
+        "program_cid": stored.program_cid,
         "program_hash": program.program_hash,
         "weights_root": program.weights_root,
         "name": name,
@@ -141,7 +114,7 @@ def add(
         emit_json(result)
         return
     console.print(f"[green]registered[/] model [bold]{model_id}[/] ({name})")
-    console.print(f"  cid  {cid}\n  tx   {result['tx']}")
+    console.print(f"  cid  {stored.cid}\n  tx   {result['tx']}")
     console.print(f"next: `verinfer model show {model_id}`")
 
 
