@@ -16,12 +16,17 @@
  *   quantize(src_f64_or_f32, dst, scale, limit) -> clamped count, or -1 if src holds NaN/inf
  *   requantize(acc_f64_or_i64, bias_i64_or_None, bias_shift, shift, limit, dst) -> clamped
  *   relu_saturate(src_i64, dst, limit) -> clamped count
+ *   conv2d(x, w, bias_or_None, dst, sh, sw, dh, dw, pt, pl, pb, pr, group, bias_shift, shift,
+ *          limit) -> clamped count; x (N, C, H, W), w (M, C/group, kh, kw), dst (N, M, OH, OW)
+ *   pool2d(x, dst, mode, fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit) -> clamped count
+ * conv2d and pool2d are checked against the numpy op kernels by test_conv_kernel.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define GIL_FREE_VALUES 16384 /* release the GIL for tensors at least this large */
 
@@ -369,6 +374,622 @@ py_relu_saturate(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* ------------------------------------------------------------------------------------- */
+
+/*
+ * conv2d: the Conv step (ops/linear.py) fused with bias, shr_round and saturation.
+ *
+ * Why: the numpy path builds im2col through np.pad, a sliding-window view and two transposes,
+ * copies that cost far more than the few thousand products of a small CNN layer. Here a block
+ * of images is zero-padded once, unrolled into a column buffer col[k][q] (k = (c, i, j) tap,
+ * q = (image, oh, ow)), and CONV_ROWS output channels at a time get acc[r][q] = sum_k w[r][k] *
+ * col[k][q] in loops that gcc vectorizes.
+ *
+ * Exactness does not rest on the compiler's proof: the kernel bounds the sums itself. If
+ * K * max|x| * max|w| < 2**52 every product and partial sum is an integer below 2**53, so
+ * float64 multiply-adds (fused or not, in any order) are exact; that is the fast path, with
+ * the accumulators held in registers. Otherwise the sums are int64, wrapping like numpy's.
+ * Either way the integers are those of conv2d_reference whenever that is exact.
+ */
+#define CONV_BLOCK_Q 256 /* columns per block (a multiple of CONV_LANES): col stays in L2 */
+#define CONV_ROWS 4      /* output channels per pass over the col buffer */
+#define CONV_LANES 16    /* q_len is a multiple of this: 2 vectors of the widest kernel */
+
+typedef struct {
+    const int64_t *x, *w, *bias;
+    int64_t *dst;
+    Py_ssize_t n, c, h, wd, m, cg, kh, kw, oh, ow, group;
+    Py_ssize_t sh, sw, dh, dw, pt, pl, pb, pr;
+    int bias_shift, shift;
+    int64_t limit;
+} conv_args;
+
+/* dst = `planes` (h, w) planes of src, each padded with `fill` to (hp, wp) at offset (pt, pl).
+ * Written as plain loops: the rows are short, memcpy calls would cost more than the copy. */
+static void
+pad_planes(const int64_t *src, Py_ssize_t planes, Py_ssize_t h, Py_ssize_t w, Py_ssize_t pt,
+           Py_ssize_t pl, Py_ssize_t hp, Py_ssize_t wp, int64_t fill, int64_t *dst)
+{
+    for (Py_ssize_t i = 0; i < planes * hp * wp; i++) {
+        dst[i] = fill;
+    }
+    for (Py_ssize_t p = 0; p < planes; p++) {
+        const int64_t *s = src + p * h * w;
+        int64_t *d = dst + (p * hp + pt) * wp + pl;
+        for (Py_ssize_t y = 0; y < h; y++) {
+            for (Py_ssize_t x = 0; x < w; x++) {
+                d[y * wp + x] = s[y * w + x];
+            }
+        }
+    }
+}
+
+/* out[q] = (b * cg * hp + y * sh) * wp + x * sw for q = (b, y, x): where output q's window
+ * starts in a block of padded (cg, hp, wp) images; tap offsets are added to it. */
+static void
+window_starts(Py_ssize_t nb, Py_ssize_t cg, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t oh,
+              Py_ssize_t ow, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t *out)
+{
+    for (Py_ssize_t q = 0, b = 0; b < nb; b++) {
+        for (Py_ssize_t y = 0; y < oh; y++) {
+            for (Py_ssize_t x = 0; x < ow; x++) {
+                out[q++] = (b * cg * hp + y * sh) * wp + x * sw;
+            }
+        }
+    }
+}
+
+/* col[k][q] = xp[base[k] + idx[q]]: tap k = (c, i, j) at output position q = (b, oh, ow),
+ * as int64 or (fp) as float64. */
+VECTOR_CLONES static void
+conv_im2col(const int64_t *restrict xp, const Py_ssize_t *restrict idx, Py_ssize_t q_len,
+            const Py_ssize_t *restrict base, Py_ssize_t k_len, int fp, void *restrict col)
+{
+    for (Py_ssize_t k = 0; k < k_len; k++) {
+        const int64_t *restrict src = xp + base[k];
+        if (fp) {
+            double *restrict row = (double *)col + k * q_len;
+            for (Py_ssize_t q = 0; q < q_len; q++) {
+                row[q] = (double)src[idx[q]];
+            }
+        } else {
+            int64_t *restrict row = (int64_t *)col + k * q_len;
+            for (Py_ssize_t q = 0; q < q_len; q++) {
+                row[q] = src[idx[q]];
+            }
+        }
+    }
+}
+
+/* acc[r][q] = sum_k wt[blk][k][r'] * col[k][q] for the rows r = blk * CONV_ROWS + r' of
+ * `blocks` row blocks; q_len a multiple of CONV_LANES. For each 2 vectors of columns (kept in
+ * L1) every row block runs with its CONV_ROWS x 2 vector sums in registers: 8 independent
+ * multiply-add chains, enough to hide their latency. Exact: see above. Defined for vectors of
+ * 2 doubles (any target), and on x86-64 for 4 (AVX2 + FMA) and 8 (AVX-512) doubles with
+ * target attributes, chosen at import by CPUID as in _keccak.c: the same integers whichever
+ * runs. */
+#define DEFINE_CONV_ROWS_F64(NAME, WIDTH, ATTR)                                         \
+    typedef double NAME##_vec __attribute__((vector_size(8 * WIDTH), aligned(8), may_alias)); \
+    ATTR static void NAME(const double *restrict wt, Py_ssize_t blocks, Py_ssize_t k_len,   \
+                          const double *restrict col, Py_ssize_t q_len, double *restrict acc) \
+    {                                                                                       \
+        for (Py_ssize_t q0 = 0; q0 < q_len; q0 += 2 * WIDTH) {                              \
+            for (Py_ssize_t blk = 0; blk < blocks; blk++) {                                 \
+                const double *restrict w = wt + blk * k_len * CONV_ROWS;                    \
+                NAME##_vec s[CONV_ROWS][2] = {{{0}}};                                       \
+                for (Py_ssize_t k = 0; k < k_len; k++) {                                    \
+                    const NAME##_vec lo = *(const NAME##_vec *)(col + k * q_len + q0);      \
+                    const NAME##_vec hi = *(const NAME##_vec *)(col + k * q_len + q0 + WIDTH); \
+                    for (int r = 0; r < CONV_ROWS; r++) {                                   \
+                        s[r][0] += w[k * CONV_ROWS + r] * lo;                               \
+                        s[r][1] += w[k * CONV_ROWS + r] * hi;                               \
+                    }                                                                       \
+                }                                                                           \
+                double *out = acc + blk * CONV_ROWS * q_len + q0;                           \
+                for (int r = 0; r < CONV_ROWS; r++) {                                       \
+                    *(NAME##_vec *)(out + r * q_len) = s[r][0];                             \
+                    *(NAME##_vec *)(out + r * q_len + WIDTH) = s[r][1];                     \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+typedef void (*conv_rows_fn)(const double *, Py_ssize_t, Py_ssize_t, const double *,
+                             Py_ssize_t, double *);
+
+DEFINE_CONV_ROWS_F64(conv_rows_f64x2, 2, )
+static conv_rows_fn conv_rows_f64 = conv_rows_f64x2; /* set by select_conv_rows at import */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+DEFINE_CONV_ROWS_F64(conv_rows_f64x4, 4, __attribute__((target("avx2,fma"))))
+DEFINE_CONV_ROWS_F64(conv_rows_f64x8, 8, __attribute__((target("avx512f"))))
+#endif
+
+static void
+select_conv_rows(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        conv_rows_f64 = conv_rows_f64x8;
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        conv_rows_f64 = conv_rows_f64x4;
+    }
+#endif
+}
+
+/* The same in int64 (wrapping), for sums that may not fit float64. */
+VECTOR_CLONES static void
+conv_rows_i64(const int64_t *restrict wt, Py_ssize_t blocks, Py_ssize_t k_len,
+              const int64_t *restrict col, Py_ssize_t q_len, uint64_t *restrict acc)
+{
+    memset(acc, 0, (size_t)(blocks * CONV_ROWS * q_len) * sizeof(uint64_t));
+    for (Py_ssize_t blk = 0; blk < blocks; blk++) {
+        for (Py_ssize_t k = 0; k < k_len; k++) {
+            const int64_t *restrict cr = col + k * q_len;
+            for (int r = 0; r < CONV_ROWS; r++) {
+                const uint64_t wv = (uint64_t)wt[(blk * k_len + k) * CONV_ROWS + r];
+                uint64_t *restrict ar = acc + (blk * CONV_ROWS + r) * q_len;
+                for (Py_ssize_t q = 0; q < q_len; q++) {
+                    ar[q] += wv * (uint64_t)cr[q];
+                }
+            }
+        }
+    }
+}
+
+/* dst[b * stride + p] = saturate(shr_round(acc[b * p_len + p] + add)): acc as float64
+ * (holding exact integers, fp) or int64. */
+VECTOR_CLONES static Py_ssize_t
+conv_requantize(const void *acc, int fp, int64_t add, int shift, int64_t limit, int64_t *dst,
+                Py_ssize_t nb, Py_ssize_t p_len, Py_ssize_t stride)
+{
+    Py_ssize_t over = 0;
+    for (Py_ssize_t b = 0; b < nb; b++) {
+        for (Py_ssize_t p = 0, i = b * p_len; p < p_len; p++, i++) {
+            int64_t v = fp ? (int64_t)((const double *)acc)[i] : ((const int64_t *)acc)[i];
+            dst[b * stride + p] = clamp(shr_round(wrap_add(v, add), shift), limit, &over);
+        }
+    }
+    return over;
+}
+
+/* max |v| over n int64 values, saturating at INT64_MAX (|INT64_MIN| does not fit). */
+VECTOR_CLONES static int64_t
+max_abs(const int64_t *v, Py_ssize_t n)
+{
+    int64_t hi = 0, lo = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        hi = v[i] > hi ? v[i] : hi;
+        lo = v[i] < lo ? v[i] : lo;
+    }
+    return lo < -INT64_MAX ? INT64_MAX : (hi > -lo ? hi : -lo);
+}
+
+/* Returns the clamped count, or -1 if the scratch buffers cannot be allocated. */
+static Py_ssize_t
+conv_loop(const conv_args *a)
+{
+    const Py_ssize_t p_len = a->oh * a->ow, mg = a->m / a->group;
+    const Py_ssize_t k_len = a->cg * a->kh * a->kw, blocks = (mg + CONV_ROWS - 1) / CONV_ROWS;
+    const Py_ssize_t hp = a->h + a->pt + a->pb, wp = a->wd + a->pl + a->pr;
+    Py_ssize_t nb = CONV_BLOCK_Q / p_len;
+    nb = nb < 1 ? 1 : (nb > a->n ? a->n : nb);
+    const Py_ssize_t q_max = (nb * p_len + CONV_LANES - 1) / CONV_LANES * CONV_LANES;
+    const double bound = (double)k_len * (double)max_abs(a->x, a->n * a->c * a->h * a->wd) *
+                         (double)max_abs(a->w, a->m * k_len);
+    const int fp = bound < 4503599627370496.0; /* 2**52 */
+    if ((double)nb * (double)a->cg * (double)hp * (double)wp > (double)(1LL << 40)) {
+        return -1;
+    }
+    /* 8-byte scratch: col, acc, xp, weights as [group][block][k][CONV_ROWS], idx, base */
+    const Py_ssize_t n_col = k_len * q_max, n_acc = blocks * CONV_ROWS * q_max;
+    const Py_ssize_t n_xp = nb * a->cg * hp * wp, n_wt = a->group * blocks * k_len * CONV_ROWS;
+    int64_t *buf = PyMem_RawMalloc(
+        (size_t)(n_col + n_acc + n_xp + n_wt + q_max + k_len) * sizeof(int64_t));
+    if (buf == NULL) {
+        return -1;
+    }
+    void *col = buf, *acc = buf + n_col, *wt = buf + n_col + n_acc;
+    int64_t *xp = buf + n_col + n_acc + n_wt;
+    Py_ssize_t *idx = (Py_ssize_t *)(xp + n_xp), *base = idx + q_max;
+    for (Py_ssize_t i = 0, g = 0; g < a->group; g++) {
+        for (Py_ssize_t blk = 0; blk < blocks; blk++) {
+            for (Py_ssize_t k = 0; k < k_len; k++) {
+                for (Py_ssize_t r = 0; r < CONV_ROWS; r++, i++) {
+                    const Py_ssize_t row = blk * CONV_ROWS + r;
+                    const int64_t v = row < mg ? a->w[(g * mg + row) * k_len + k] : 0;
+                    if (fp) {
+                        ((double *)wt)[i] = (double)v;
+                    } else {
+                        ((int64_t *)wt)[i] = v;
+                    }
+                }
+            }
+        }
+    }
+    window_starts(nb, a->cg, hp, wp, a->oh, a->ow, a->sh, a->sw, idx);
+    for (Py_ssize_t k = 0, c = 0; c < a->cg; c++) {
+        for (Py_ssize_t i = 0; i < a->kh; i++) {
+            for (Py_ssize_t j = 0; j < a->kw; j++) {
+                base[k++] = (c * hp + i * a->dh) * wp + j * a->dw;
+            }
+        }
+    }
+    Py_ssize_t over = 0;
+    for (Py_ssize_t n0 = 0; n0 < a->n; n0 += nb) {
+        const Py_ssize_t nbk = a->n - n0 < nb ? a->n - n0 : nb;
+        const Py_ssize_t q_len = (nbk * p_len + CONV_LANES - 1) / CONV_LANES * CONV_LANES;
+        for (Py_ssize_t q = nbk * p_len; q < q_len; q++) {
+            idx[q] = 0; /* padding columns: computed, never stored */
+        }
+        for (Py_ssize_t g = 0; g < a->group; g++) {
+            for (Py_ssize_t b = 0; b < nbk; b++) {
+                const int64_t *src = a->x + ((n0 + b) * a->c + g * a->cg) * a->h * a->wd;
+                pad_planes(src, a->cg, a->h, a->wd, a->pt, a->pl, hp, wp, 0,
+                           xp + b * a->cg * hp * wp);
+            }
+            conv_im2col(xp, idx, q_len, base, k_len, fp, col);
+            const Py_ssize_t w_off = g * blocks * k_len * CONV_ROWS;
+            if (fp) {
+                conv_rows_f64((const double *)wt + w_off, blocks, k_len, col, q_len, acc);
+            } else {
+                conv_rows_i64((const int64_t *)wt + w_off, blocks, k_len, col, q_len, acc);
+            }
+            for (Py_ssize_t r = 0; r < mg; r++) {
+                const Py_ssize_t m = g * mg + r;
+                const int64_t add = a->bias ? wrap_shl(a->bias[m], a->bias_shift) : 0;
+                over += conv_requantize((const int64_t *)acc + r * q_len, fp, add, a->shift,
+                                        a->limit, a->dst + (n0 * a->m + m) * p_len, nbk, p_len,
+                                        a->m * p_len);
+            }
+        }
+    }
+    PyMem_RawFree(buf);
+    return over;
+}
+
+/* Parses args[first..first+count) as ints within [lo[i], hi[i]]. */
+static int
+parse_ints(PyObject *const *args, Py_ssize_t first, Py_ssize_t count, const char *const *names,
+           const long long *lo, const long long *hi, long long *out)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (parse_int(args[first + i], lo[i], hi[i], &out[i], names[i]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A C-contiguous int64 buffer of `ndim` dimensions; on error sets an exception. */
+static int
+get_int64(PyObject *obj, Py_buffer *view, int writable, int ndim, const char *what)
+{
+    if (get_buffer(obj, view, writable, what) < 0) {
+        return -1;
+    }
+    if (kind_of(view) != 'i' || view->ndim != ndim) {
+        PyErr_Format(PyExc_TypeError, "%s must be a %d-D int64 array", what, ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* Output extent of one axis, or -1 if the window does not fit. */
+static Py_ssize_t
+out_size(Py_ssize_t size, Py_ssize_t k, Py_ssize_t s, Py_ssize_t d, Py_ssize_t p0,
+         Py_ssize_t p1)
+{
+    Py_ssize_t span = (k - 1) * d + 1, padded = size + p0 + p1;
+    return padded < span ? -1 : (padded - span) / s + 1;
+}
+
+#define GEOM_MAX (1LL << 16) /* strides, dilations, pads, groups, pool kernels */
+
+static PyObject *
+py_conv2d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *const names[] = {"sh", "sw", "dh", "dw", "pt", "pl", "pb", "pr",
+                                        "group", "bias_shift", "shift", "limit"};
+    static const long long lo[] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 0, -63, 0};
+    static const long long hi[] = {GEOM_MAX, GEOM_MAX, GEOM_MAX, GEOM_MAX, GEOM_MAX, GEOM_MAX,
+                                   GEOM_MAX, GEOM_MAX, GEOM_MAX, 63, 63, INT64_MAX};
+    long long v[12];
+    if (nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "conv2d(x, w, bias, dst, sh, sw, dh, dw, pt, pl, pb, "
+                                         "pr, group, bias_shift, shift, limit)");
+        return NULL;
+    }
+    if (parse_ints(args, 4, 12, names, lo, hi, v) < 0) {
+        return NULL;
+    }
+    Py_buffer x, w, bias, dst;
+    int have_bias = args[2] != Py_None;
+    if (get_int64(args[0], &x, 0, 4, "x") < 0) {
+        return NULL;
+    }
+    if (get_int64(args[1], &w, 0, 4, "w") < 0) {
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    if (have_bias && get_int64(args[2], &bias, 0, 1, "bias") < 0) {
+        PyBuffer_Release(&x);
+        PyBuffer_Release(&w);
+        return NULL;
+    }
+    if (get_int64(args[3], &dst, 1, 4, "dst") < 0) {
+        PyBuffer_Release(&x);
+        PyBuffer_Release(&w);
+        if (have_bias) {
+            PyBuffer_Release(&bias);
+        }
+        return NULL;
+    }
+    PyObject *result = NULL;
+    conv_args a = {
+        .x = x.buf, .w = w.buf, .bias = have_bias ? bias.buf : NULL, .dst = dst.buf,
+        .n = x.shape[0], .c = x.shape[1], .h = x.shape[2], .wd = x.shape[3],
+        .m = w.shape[0], .cg = w.shape[1], .kh = w.shape[2], .kw = w.shape[3],
+        .group = (Py_ssize_t)v[8], .sh = (Py_ssize_t)v[0], .sw = (Py_ssize_t)v[1],
+        .dh = (Py_ssize_t)v[2], .dw = (Py_ssize_t)v[3], .pt = (Py_ssize_t)v[4],
+        .pl = (Py_ssize_t)v[5], .pb = (Py_ssize_t)v[6], .pr = (Py_ssize_t)v[7], .bias_shift = (int)v[9], .shift = (int)v[10],
+        .limit = (int64_t)v[11],
+    };
+    a.oh = out_size(a.h, a.kh, a.sh, a.dh, a.pt, a.pb);
+    a.ow = out_size(a.wd, a.kw, a.sw, a.dw, a.pl, a.pr);
+    if (a.cg * a.group != a.c || a.m % a.group != 0 || a.kh < 1 || a.kw < 1 || a.m < 1) {
+        PyErr_SetString(PyExc_ValueError,
+                        "conv2d: x has C channels and w (M, C/group, kh, kw) with M % group == 0");
+    } else if (have_bias && bias.shape[0] != a.m) {
+        PyErr_SetString(PyExc_ValueError, "conv2d: bias must have one value per output channel");
+    } else if (a.oh < 1 || a.ow < 1 || dst.shape[0] != a.n || dst.shape[1] != a.m ||
+               dst.shape[2] != a.oh || dst.shape[3] != a.ow) {
+        PyErr_SetString(PyExc_ValueError, "conv2d: dst shape does not match the convolution");
+    } else if (a.n > 0) {
+        Py_ssize_t over;
+        if (dst.len / 8 >= GIL_FREE_VALUES) {
+            Py_BEGIN_ALLOW_THREADS
+            over = conv_loop(&a);
+            Py_END_ALLOW_THREADS
+        } else {
+            over = conv_loop(&a);
+        }
+        result = over < 0 ? PyErr_NoMemory() : PyLong_FromSsize_t(over);
+    } else {
+        result = PyLong_FromSsize_t(0);
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&w);
+    if (have_bias) {
+        PyBuffer_Release(&bias);
+    }
+    PyBuffer_Release(&dst);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------- */
+
+/*
+ * pool2d: MaxPool / AveragePool (ops/pooling.py) fused with saturation, one pass per output
+ * instead of numpy's padded copy plus one pass per kernel tap. mode 0: max, padding reads as
+ * `fill`; mode 1: div_round(sum, valid positions); mode 2: div_round(sum, kh*kw). Padding adds
+ * 0 to sums. div_round is floor((sum + count/2) / count), a count of 0 gives 0 (as numpy).
+ */
+typedef struct {
+    const int64_t *x;
+    int64_t *dst;
+    Py_ssize_t planes, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+    int mode;
+    int64_t fill, limit;
+} pool_args;
+
+/* fixed.div_round: floor((num + floor(den/2)) / den) for den > 0; 0 for den <= 0 (numpy's
+ * integer division by 0). */
+static inline int64_t
+div_round(int64_t num, int64_t den)
+{
+    if (den <= 0) {
+        return 0;
+    }
+    const int64_t v = wrap_add(num, den / 2), q = v / den;
+    return q - (v % den != 0 && v < 0);
+}
+
+/* The same for 0 < den and |num| + den < 2**50, given inv = 1.0 / den, without idiv: the
+ * float64 quotient is then within 1/2 of the true one, so its truncation is floor(v / den)
+ * or one off, and the remainder says which. */
+static inline int64_t
+div_round_small(int64_t num, int64_t den, double inv)
+{
+    const int64_t v = num + den / 2;
+    const int64_t q = (int64_t)((double)v * inv), r = v - q * den;
+    return q + (r >= den) - (r < 0);
+}
+
+/* dst[q] = saturate(div_round(acc[q], count[q])) (small: div_round_small with inv). */
+VECTOR_CLONES static Py_ssize_t
+pool_average(const int64_t *acc, const int64_t *count, const double *inv, int small,
+             Py_ssize_t n, int64_t limit, int64_t *dst)
+{
+    Py_ssize_t over = 0;
+    if (small) {
+        for (Py_ssize_t q = 0; q < n; q++) {
+            dst[q] = clamp(div_round_small(acc[q], count[q], inv[q]), limit, &over);
+        }
+    } else {
+        for (Py_ssize_t q = 0; q < n; q++) {
+            dst[q] = clamp(div_round(acc[q], count[q]), limit, &over);
+        }
+    }
+    return over;
+}
+
+VECTOR_CLONES static Py_ssize_t
+saturate_loop(const int64_t *src, Py_ssize_t n, int64_t limit, int64_t *dst)
+{
+    Py_ssize_t over = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        dst[i] = clamp(src[i], limit, &over);
+    }
+    return over;
+}
+
+/* acc[q] = max or sum over the taps t of src[start[q] + tap[t]]: one gather pass per tap. */
+VECTOR_CLONES static void
+pool_taps(const int64_t *restrict src, const Py_ssize_t *restrict start, Py_ssize_t q_len,
+          const Py_ssize_t *restrict tap, Py_ssize_t taps, int max, int64_t *restrict acc)
+{
+    for (Py_ssize_t q = 0; q < q_len; q++) {
+        acc[q] = src[start[q] + tap[0]];
+    }
+    for (Py_ssize_t t = 1; t < taps; t++) {
+        const int64_t *restrict s = src + tap[t];
+        if (max) {
+            for (Py_ssize_t q = 0; q < q_len; q++) {
+                acc[q] = s[start[q]] > acc[q] ? s[start[q]] : acc[q];
+            }
+        } else {
+            for (Py_ssize_t q = 0; q < q_len; q++) {
+                acc[q] = wrap_add(acc[q], s[start[q]]);
+            }
+        }
+    }
+}
+
+/* Valid window positions along one axis for each of `out` outputs (as axis_counts in
+ * ops/pooling.py). */
+static void
+axis_counts(Py_ssize_t size, Py_ssize_t k, Py_ssize_t s, Py_ssize_t d, Py_ssize_t pad,
+            Py_ssize_t out, int64_t *counts)
+{
+    for (Py_ssize_t o = 0; o < out; o++) {
+        counts[o] = 0;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            const Py_ssize_t pos = o * s - pad + j * d;
+            counts[o] += pos >= 0 && pos < size;
+        }
+    }
+}
+
+/* Planes are pooled in blocks: padded with fill (max) or 0 (sums) into a scratch buffer,
+ * then reduced tap by tap over the whole block, so the loops are long even when the planes
+ * are small. Returns the clamped count, or -1 if the scratch cannot be allocated. */
+static Py_ssize_t
+pool_loop(const pool_args *a)
+{
+    const Py_ssize_t p_len = a->oh * a->ow, taps = a->kh * a->kw;
+    const Py_ssize_t hp = a->h + a->pt + a->pb, wp = a->wd + a->pl + a->pr;
+    Py_ssize_t nb = CONV_BLOCK_Q / p_len;
+    nb = nb < 1 ? 1 : (nb > a->planes ? a->planes : nb);
+    if ((double)nb * (double)hp * (double)wp > (double)(1LL << 40)) {
+        return -1;
+    }
+    const Py_ssize_t q_max = nb * p_len, n_xp = nb * hp * wp;
+    int64_t *buf = PyMem_RawMalloc(
+        (size_t)(n_xp + 4 * q_max + taps + a->oh + a->ow) * sizeof(int64_t));
+    if (buf == NULL) {
+        return -1;
+    }
+    int64_t *xp = buf, *acc = buf + n_xp, *count = acc + q_max, *cy = count + q_max;
+    int64_t *cx = cy + a->oh;
+    Py_ssize_t *start = (Py_ssize_t *)(cx + a->ow), *tap = start + q_max;
+    double *inv = (double *)(tap + taps);
+    window_starts(nb, 1, hp, wp, a->oh, a->ow, a->sh, a->sw, start);
+    for (Py_ssize_t t = 0, i = 0; i < a->kh; i++) {
+        for (Py_ssize_t j = 0; j < a->kw; j++) {
+            tap[t++] = i * a->dh * wp + j * a->dw;
+        }
+    }
+    axis_counts(a->h, a->kh, a->sh, a->dh, a->pt, a->oh, cy);
+    axis_counts(a->wd, a->kw, a->sw, a->dw, a->pl, a->ow, cx);
+    int64_t min_count = taps; /* count and inv per position of a block, as acc */
+    for (Py_ssize_t q = 0; q < q_max; q++) {
+        const Py_ssize_t p = q % p_len;
+        count[q] = a->mode == 2 ? taps : cy[p / a->ow] * cx[p % a->ow];
+        inv[q] = 1.0 / (double)count[q];
+        min_count = count[q] < min_count ? count[q] : min_count;
+    }
+    const int padded = hp != a->h || wp != a->wd;
+    Py_ssize_t over = 0;
+    for (Py_ssize_t p0 = 0; p0 < a->planes; p0 += nb) {
+        const Py_ssize_t nbk = a->planes - p0 < nb ? a->planes - p0 : nb;
+        const int64_t *src = a->x + p0 * a->h * a->wd;
+        if (padded) {
+            pad_planes(src, nbk, a->h, a->wd, a->pt, a->pl, hp, wp, a->mode ? 0 : a->fill, xp);
+            src = xp;
+        }
+        pool_taps(src, start, nbk * p_len, tap, taps, a->mode == 0, acc);
+        int64_t *out = a->dst + p0 * p_len;
+        if (a->mode == 0) {
+            over += saturate_loop(acc, nbk * p_len, a->limit, out);
+        } else {
+            const int small = min_count > 0 && max_abs(acc, nbk * p_len) < (1LL << 49);
+            over += pool_average(acc, count, inv, small, nbk * p_len, a->limit, out);
+        }
+    }
+    PyMem_RawFree(buf);
+    return over;
+}
+
+static PyObject *
+py_pool2d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *const names[] = {"mode", "fill", "kh", "kw", "sh", "sw", "dh",
+                                        "dw",   "pt",   "pl", "pb", "pr", "limit"};
+    static const long long lo[] = {0, INT64_MIN, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0};
+    static const long long hi[] = {2,        INT64_MAX, GEOM_MAX, GEOM_MAX, GEOM_MAX,
+                                   GEOM_MAX, GEOM_MAX,  GEOM_MAX, GEOM_MAX, GEOM_MAX,
+                                   GEOM_MAX, GEOM_MAX,  INT64_MAX};
+    long long v[13];
+    if (nargs != 15) {
+        PyErr_SetString(PyExc_TypeError,
+                        "pool2d(x, dst, mode, fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, "
+                        "limit)");
+        return NULL;
+    }
+    if (parse_ints(args, 2, 13, names, lo, hi, v) < 0) {
+        return NULL;
+    }
+    Py_buffer x, dst;
+    if (get_int64(args[0], &x, 0, 4, "x") < 0) {
+        return NULL;
+    }
+    if (get_int64(args[1], &dst, 1, 4, "dst") < 0) {
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    pool_args a = {
+        .x = x.buf, .dst = dst.buf, .planes = x.shape[0] * x.shape[1], .h = x.shape[2],
+        .wd = x.shape[3], .mode = (int)v[0], .fill = (int64_t)v[1], .kh = (Py_ssize_t)v[2],
+        .kw = (Py_ssize_t)v[3], .sh = (Py_ssize_t)v[4], .sw = (Py_ssize_t)v[5],
+        .dh = (Py_ssize_t)v[6], .dw = (Py_ssize_t)v[7], .pt = (Py_ssize_t)v[8],
+        .pl = (Py_ssize_t)v[9], .pb = (Py_ssize_t)v[10], .pr = (Py_ssize_t)v[11],
+        .limit = (int64_t)v[12],
+    };
+    a.oh = out_size(a.h, a.kh, a.sh, a.dh, a.pt, a.pb);
+    a.ow = out_size(a.wd, a.kw, a.sw, a.dw, a.pl, a.pr);
+    if (a.oh < 1 || a.ow < 1 || dst.shape[0] != x.shape[0] || dst.shape[1] != x.shape[1] ||
+        dst.shape[2] != a.oh || dst.shape[3] != a.ow) {
+        PyErr_SetString(PyExc_ValueError, "pool2d: dst shape does not match the pooling");
+    } else {
+        Py_ssize_t over;
+        if (dst.len / 8 >= GIL_FREE_VALUES) {
+            Py_BEGIN_ALLOW_THREADS
+            over = pool_loop(&a);
+            Py_END_ALLOW_THREADS
+        } else {
+            over = pool_loop(&a);
+        }
+        result = over < 0 ? PyErr_NoMemory() : PyLong_FromSsize_t(over);
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&dst);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"quantize", (PyCFunction)(void (*)(void))py_quantize, METH_FASTCALL,
      "quantize(src, dst, scale, limit) -> clamped count, or -1 if src holds NaN/inf."},
@@ -376,17 +997,24 @@ static PyMethodDef methods[] = {
      "requantize(acc, bias, bias_shift, shift, limit, dst) -> clamped count."},
     {"relu_saturate", (PyCFunction)(void (*)(void))py_relu_saturate, METH_FASTCALL,
      "relu_saturate(src, dst, limit) -> clamped count."},
+    {"conv2d", (PyCFunction)(void (*)(void))py_conv2d, METH_FASTCALL,
+     "conv2d(x, w, bias, dst, sh, sw, dh, dw, pt, pl, pb, pr, group, bias_shift, shift, limit)"
+     " -> clamped count."},
+    {"pool2d", (PyCFunction)(void (*)(void))py_pool2d, METH_FASTCALL,
+     "pool2d(x, dst, mode, fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit) -> clamped."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_fixed",
-    "Fused fixed-point kernels (quantize, requantize, relu) for verinfer.runtime.fused.", -1,
+    "Fused fixed-point kernels (quantize, requantize, relu, conv2d, pool2d) for "
+    "verinfer.runtime.fused.", -1,
     methods,
 };
 
 PyMODINIT_FUNC
 PyInit__fixed(void)
 {
+    select_conv_rows();
     return PyModule_Create(&module);
 }

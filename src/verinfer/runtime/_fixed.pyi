@@ -7,3 +7,40 @@ def requantize(
     acc: Any, bias: Any | None, bias_shift: int, shift: int, limit: int, dst: Any, /
 ) -> int: ...
 def relu_saturate(src: Any, dst: Any, limit: int, /) -> int: ...
+def conv2d(
+    x: Any,
+    w: Any,
+    bias: Any | None,
+    dst: Any,
+    sh: int,
+    sw: int,
+    dh: int,
+    dw: int,
+    pt: int,
+    pl: int,
+    pb: int,
+    pr: int,
+    group: int,
+    bias_shift: int,
+    shift: int,
+    limit: int,
+    /,
+) -> int: ...
+def pool2d(
+    x: Any,
+    dst: Any,
+    mode: int,
+    fill: int,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    dh: int,
+    dw: int,
+    pt: int,
+    pl: int,
+    pb: int,
+    pr: int,
+    limit: int,
+    /,
+) -> int: ...

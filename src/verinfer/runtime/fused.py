@@ -9,6 +9,7 @@ the two agree). Without a C compiler the numpy versions are used.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -107,3 +108,105 @@ def relu_saturate(x: IntArray, limit: int) -> tuple[IntArray, int]:
     src = np.ascontiguousarray(x)
     out = np.empty(src.shape, dtype=np.int64)
     return out, _fixed.relu_saturate(src, out, limit)
+
+
+# ---- convolution and pooling (the numpy references are the op kernels in ``ops``) --------
+
+_GEOM_MAX = 1 << 16  # kernel sizes, strides, dilations, pads and groups the C kernels accept
+
+
+def _geometry_ok(positive: tuple[int, ...], pads: tuple[int, ...]) -> bool:
+    return all(1 <= v <= _GEOM_MAX for v in positive) and all(0 <= p <= _GEOM_MAX for p in pads)
+
+
+def _int64(x: IntArray) -> bool:
+    return x.dtype.char in "lq"
+
+
+def conv2d(
+    x: IntArray,
+    w: IntArray,
+    bias: IntArray | None,
+    attrs: Mapping[str, Any],
+    limit: int,
+) -> tuple[IntArray, int] | None:
+    """The conv2d step (``ops.linear.conv2d_reference``) and its saturation in C: (out,
+    clamped), or None where the C kernel does not apply (no extension, odd dtypes or ranges),
+    and the caller runs the numpy reference."""
+    a = attrs
+    (sh, sw), (dh, dw), pads, group = a["strides"], a["dilations"], a["pads"], a["group"]
+    if (
+        _fixed is None
+        or x.ndim != 4
+        or w.ndim != 4
+        or not (_int64(x) and _int64(w) and (bias is None or _int64(bias)))
+        or 0 in w.shape
+        or not _geometry_ok((sh, sw, dh, dw, group), tuple(pads))
+        or not 0 <= a["bias_shift"] <= _SHIFT_MAX
+        or not -_SHIFT_MAX <= a["shift"] <= _SHIFT_MAX
+        or not 0 <= limit < 1 << 63
+    ):
+        return None
+    n, _, h, wd = x.shape
+    m, _, kh, kw = w.shape
+    oh = (h + pads[0] + pads[2] - (kh - 1) * dh - 1) // sh + 1
+    ow = (wd + pads[1] + pads[3] - (kw - 1) * dw - 1) // sw + 1
+    if oh < 1 or ow < 1:
+        return None
+    out = np.empty((n, m, oh, ow), dtype=np.int64)
+    clamped = _fixed.conv2d(
+        np.ascontiguousarray(x),
+        np.ascontiguousarray(w),
+        None if bias is None else np.ascontiguousarray(bias),
+        out,
+        sh,
+        sw,
+        dh,
+        dw,
+        pads[0],
+        pads[1],
+        pads[2],
+        pads[3],
+        group,
+        a["bias_shift"],
+        a["shift"],
+        limit,
+    )
+    return out, clamped
+
+
+POOL_MODES = {"max": 0, "avg": 1, "avg_include_pad": 2}
+
+
+def pool2d(
+    x: IntArray, mode: str, fill: int, attrs: Mapping[str, Any], limit: int
+) -> tuple[IntArray, int] | None:
+    """Max or average pooling of (N, C, H, W) and its saturation in C: (out, clamped), or None
+    where the C kernel does not apply. ``fill`` is what max pooling reads in the padding."""
+    (kh, kw), (sh, sw), (dh, dw), pads = (
+        attrs["kernel"],
+        attrs["strides"],
+        attrs["dilations"],
+        attrs["pads"],
+    )
+    if (
+        _fixed is None
+        or x.ndim != 4
+        or not _int64(x)
+        or not _geometry_ok((kh, kw, sh, sw, dh, dw), tuple(pads))
+        or not -(1 << 63) <= fill < 1 << 63
+        or not 0 <= limit < 1 << 63
+    ):
+        return None
+    n, c, h, wd = x.shape
+    oh = (h + pads[0] + pads[2] - (kh - 1) * dh - 1) // sh + 1
+    ow = (wd + pads[1] + pads[3] - (kw - 1) * dw - 1) // sw + 1
+    if oh < 1 or ow < 1:
+        return None
+    out = np.empty((n, c, oh, ow), dtype=np.int64)
+    src = np.ascontiguousarray(x)
+    pt, pl, pb, pr = pads
+    clamped = _fixed.pool2d(
+        src, out, POOL_MODES[mode], fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit
+    )
+    return out, clamped

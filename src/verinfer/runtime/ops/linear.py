@@ -19,9 +19,11 @@ from verinfer.runtime.fixed import (
     INT64_SAFE,
     IntArray,
     quantize_real,
+    saturate,
     scale_for,
     shr_round,
 )
+from verinfer.runtime.fused import conv2d as conv2d_c
 from verinfer.runtime.fused import requantize
 from verinfer.runtime.ops import attr, fused, kernel, lowering
 from verinfer.runtime.program import Program, Step
@@ -257,26 +259,43 @@ def windows(
     return view[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]]
 
 
-@kernel("conv2d")
-def run_conv2d(step: Step, args: list[IntArray], program: Program) -> IntArray:
-    a = step.attrs
-    w = program.const(step.inputs[1], "float64")
+def conv2d_reference(
+    x: IntArray, w: IntArray, bias: IntArray | None, a: Mapping[str, Any]
+) -> IntArray:
+    """The conv2d step in numpy (im2col + exact float64 BLAS): the reference for the C kernel."""
     m, cg, kh, kw = w.shape
     g = a["group"]
     if cg == 1 and m == g:  # depthwise: a few exact int64 multiply-adds beat im2col
-        acc = _depthwise(args[0], program.const(step.inputs[1]), a)
+        acc = _depthwise(x, w, a)
     else:
-        win = windows(args[0].astype(np.float64), (kh, kw), a["strides"], a["dilations"], a["pads"])
+        win = windows(x.astype(np.float64), (kh, kw), a["strides"], a["dilations"], a["pads"])
         n, c, oh, ow = win.shape[:4]
         mg = m // g
         # (g, N·OH·OW, Cg·kh·kw) @ (g, Cg·kh·kw, Mg): one batched BLAS call for all groups.
         cols = win.reshape(n, g, cg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
         cols = cols.reshape(g, n * oh * ow, cg * kh * kw)
-        dot = _dot(cols, w.reshape(g, mg, cg * kh * kw).transpose(0, 2, 1), a["chunk"])
+        w_t = w.astype(np.float64).reshape(g, mg, cg * kh * kw).transpose(0, 2, 1)
+        dot = _dot(cols, w_t, a["chunk"])
         acc = dot.reshape(g, n, oh, ow, mg).transpose(1, 0, 4, 2, 3).reshape(n, m, oh, ow)
-    if len(args) > 2:
-        acc = acc + (args[2] << a["bias_shift"]).reshape(1, -1, 1, 1)
+    if bias is not None:
+        acc = acc + (bias << a["bias_shift"]).reshape(1, -1, 1, 1)
     return shr_round(np.ascontiguousarray(acc), a["shift"])
+
+
+@kernel("conv2d")
+def run_conv2d(step: Step, args: list[IntArray], program: Program) -> IntArray:
+    bias = args[2] if len(args) > 2 else None
+    return conv2d_reference(args[0], program.const(step.inputs[1]), bias, step.attrs)
+
+
+@fused("conv2d")
+def run_conv2d_saturated(
+    step: Step, args: list[IntArray], program: Program, limit: int
+) -> tuple[IntArray, int]:
+    """The C kernel (exact sums, bias, shift and saturation in one pass), else numpy."""
+    bias = args[2] if len(args) > 2 else None
+    done = conv2d_c(args[0], program.const(step.inputs[1]), bias, step.attrs, limit)
+    return done if done is not None else saturate(run_conv2d(step, args, program), limit)
 
 
 def _depthwise(x: IntArray, w: IntArray, a: Mapping[str, Any]) -> IntArray:

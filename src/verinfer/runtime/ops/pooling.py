@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from verinfer.runtime.fixed import INT32_MAX, IntArray, div_round
-from verinfer.runtime.ops import attr, kernel, lowering
+from verinfer.runtime import fused as c_kernels
+from verinfer.runtime.fixed import INT32_MAX, IntArray, div_round, saturate
+from verinfer.runtime.ops import KERNELS, attr, fused, kernel, lowering
 from verinfer.runtime.ops.linear import windows
 from verinfer.runtime.ops.shape import axes_arg, emit_reshape, norm_axes
 from verinfer.runtime.program import Program, Step
@@ -140,6 +141,25 @@ def run_max_pool(step: Step, args: list[IntArray], program: Program) -> IntArray
     return out.reshape(program.tensors[step.output].shape)
 
 
+def _pool_saturated(
+    step: Step, args: list[IntArray], program: Program, limit: int, mode: str, fill: int
+) -> tuple[IntArray, int]:
+    """One C pass (window reduction and saturation) when the extension applies, else the
+    numpy kernel (the reference) and ``saturate``."""
+    x = args[0]
+    done = c_kernels.pool2d(x[:, :, None, :] if x.ndim == 3 else x, mode, fill, step.attrs, limit)
+    if done is None:
+        return saturate(KERNELS[step.op](step, args, program), limit)
+    return done[0].reshape(program.tensors[step.output].shape), done[1]
+
+
+@fused("max_pool")
+def run_max_pool_saturated(
+    step: Step, args: list[IntArray], program: Program, limit: int
+) -> tuple[IntArray, int]:
+    return _pool_saturated(step, args, program, limit, "max", POOL_FILL)
+
+
 @lowering("AveragePool")
 def lower_avgpool(node: onnx.NodeProto, ctx: CompileContext) -> None:
     geometry = _geometry(node, ctx)
@@ -173,6 +193,14 @@ def run_avg_pool(step: Step, args: list[IntArray], program: Program) -> IntArray
         cw = axis_counts(w, kw, sw, dw, a["pads"][1], ow)
         counts = ch[:, None] * cw[None, :]
     return div_round(sums, counts).reshape(program.tensors[step.output].shape)
+
+
+@fused("avg_pool")
+def run_avg_pool_saturated(
+    step: Step, args: list[IntArray], program: Program, limit: int
+) -> tuple[IntArray, int]:
+    mode = "avg_include_pad" if step.attrs["count_include_pad"] else "avg"
+    return _pool_saturated(step, args, program, limit, mode, 0)
 
 
 # --- reductions -----------------------------------------------------------------------------
@@ -235,3 +263,21 @@ def run_reduce_sum(step: Step, args: list[IntArray], program: Program) -> IntArr
 def run_reduce_mean(step: Step, args: list[IntArray], program: Program) -> IntArray:
     n = int(np.prod([args[0].shape[a] for a in step.attrs["axes"]], dtype=np.int64))
     return div_round(_sum(step, args[0]), n)
+
+
+@fused("reduce_mean")
+def run_reduce_mean_saturated(
+    step: Step, args: list[IntArray], program: Program, limit: int
+) -> tuple[IntArray, int]:
+    """Over trailing axes (GlobalAveragePool's case) the mean is one average-pooling window
+    per leading index: the C pooling kernel, one pass. Other axes: the numpy kernel."""
+    x, axes = args[0], tuple(step.attrs["axes"])
+    k = len(axes)
+    if k and axes == tuple(range(x.ndim - k, x.ndim)):
+        inner = int(np.prod(x.shape[x.ndim - k :], dtype=np.int64))
+        rows = x.reshape(1, -1, 1, inner)
+        window = {"kernel": (1, inner), "strides": (1, 1), "dilations": (1, 1), "pads": (0,) * 4}
+        done = c_kernels.pool2d(rows, "avg", 0, window, limit)
+        if done is not None:
+            return done[0].reshape(program.tensors[step.output].shape), done[1]
+    return saturate(run_reduce_mean(step, args, program), limit)
