@@ -24,6 +24,7 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define RATE_BYTES 136     /* 1600 - 2 * 256 bits */
@@ -151,56 +152,58 @@ keccak256_bytes(const uint8_t *data, size_t len, uint8_t out[32])
     }
 }
 
-/* ---- hash_pairs: keccak256 of n 64-byte inputs --------------------------------------
- * A 64-byte message fits one block: lanes 0..7 are the message, the pad byte 0x01 sits at
- * byte 64 (lane 8, low byte) and 0x80 at byte 135 (lane 16, high byte). out may equal in:
- * output i is written only after input i is read, and 32*i <= 64*i. */
+/* ---- many equal-length messages at once -------------------------------------------
+ * hash_pairs hashes 64-byte messages (tree nodes), hash_chunks 512-byte ones (the leaves of a
+ * tensor tree: 16 packed words). Both are "many": K messages of the same length, stored back
+ * to back, each hashed into 32 bytes. out may equal in for 64-byte messages: output i is
+ * written only after input i is read, and 32*i <= 64*i. */
 
-#define PAD_LANE_8 0x0000000000000001ULL
-#define PAD_LANE_16 0x8000000000000000ULL
+#define CHUNK_BYTES 512 /* 16 words, 128 int32 values: one tensor-tree leaf */
 
 static void
-pairs_scalar(const uint8_t *in, uint8_t *out, size_t n)
+many_scalar(const uint8_t *in, size_t len, uint8_t *out, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        uint64_t A[25] = {0};
-        for (int k = 0; k < 8; k++) {
-            A[k] = load64(in + 64 * i + 8 * k);
-        }
-        A[8] = PAD_LANE_8;
-        A[16] = PAD_LANE_16;
-        keccak_f(A);
-        for (int k = 0; k < 4; k++) {
-            store64(out + 32 * i + 8 * k, A[k]);
-        }
+        keccak256_bytes(in + len * i, len, out + 32 * i);
     }
 }
 
-typedef void (*pairs_fn)(const uint8_t *in, uint8_t *out, size_t n);
+typedef void (*many_fn)(const uint8_t *in, size_t len, uint8_t *out, size_t n);
 
 /*
  * SIMD variants, x86-64 with GCC or Clang only: GCC vector extensions give 4 (AVX2) or
  * 8 (AVX-512) states per register, compiled for that ISA with a target attribute and
- * chosen at import time by CPUID, so the module still loads on any x86-64 CPU.
+ * chosen at import time by CPUID, so the module still loads on any x86-64 CPU. Lane j of
+ * every state word belongs to message j. len must be a multiple of 8.
  */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_SIMD 1
 
-#define DEFINE_PAIRS_SIMD(NAME, VT, K, TARGET)                                            \
+#define DEFINE_MANY_SIMD(NAME, VT, K, TARGET)                                             \
     DEFINE_KECCAK_F(NAME##_f, VT, __attribute__((target(TARGET))))                        \
-    __attribute__((target(TARGET))) static void NAME##_block(const uint8_t *in,           \
-                                                             uint8_t *out)                \
+    __attribute__((target(TARGET), always_inline)) static inline void NAME##_block(       \
+        const uint8_t *in, size_t len, uint8_t *out)                                      \
     {                                                                                     \
         VT A[25];                                                                         \
         memset(A, 0, sizeof(A));                                                          \
-        for (int k = 0; k < 8; k++) {                                                     \
+        size_t off = 0;                                                                   \
+        for (; len - off >= RATE_BYTES; off += RATE_BYTES) {                              \
+            for (int k = 0; k < RATE_BYTES / 8; k++) {                                    \
+                for (int j = 0; j < (K); j++) {                                           \
+                    A[k][j] ^= load64(in + len * j + off + 8 * k);                        \
+                }                                                                         \
+            }                                                                             \
+            NAME##_f(A);                                                                  \
+        }                                                                                 \
+        int tail = (int)((len - off) / 8);                                                \
+        for (int k = 0; k < tail; k++) {                                                  \
             for (int j = 0; j < (K); j++) {                                               \
-                A[k][j] = load64(in + 64 * j + 8 * k);                                    \
+                A[k][j] ^= load64(in + len * j + off + 8 * k);                            \
             }                                                                             \
         }                                                                                 \
         for (int j = 0; j < (K); j++) {                                                   \
-            A[8][j] = PAD_LANE_8;                                                         \
-            A[16][j] = PAD_LANE_16;                                                       \
+            A[tail][j] ^= 0x01ULL;               /* first pad byte, after the message */  \
+            A[RATE_BYTES / 8 - 1][j] ^= 0x8000000000000000ULL; /* last byte of block */   \
         }                                                                                 \
         NAME##_f(A);                                                                      \
         for (int k = 0; k < 4; k++) {                                                     \
@@ -209,42 +212,52 @@ typedef void (*pairs_fn)(const uint8_t *in, uint8_t *out, size_t n);
             }                                                                             \
         }                                                                                 \
     }                                                                                     \
-    __attribute__((target(TARGET))) static void NAME(const uint8_t *in, uint8_t *out,     \
-                                                     size_t n)                            \
+    __attribute__((target(TARGET))) static void NAME(const uint8_t *in, size_t len,       \
+                                                     uint8_t *out, size_t n)              \
     {                                                                                     \
         size_t i = 0;                                                                     \
+        /* constant lengths let the compiler unroll the loads of the common cases */      \
+        if (len == 64) {                                                                  \
+            for (; i + (K) <= n; i += (K)) {                                              \
+                NAME##_block(in + 64 * i, 64, out + 32 * i);                              \
+            }                                                                             \
+        }                                                                                 \
+        else if (len == CHUNK_BYTES) {                                                    \
+            for (; i + (K) <= n; i += (K)) {                                              \
+                NAME##_block(in + CHUNK_BYTES * i, CHUNK_BYTES, out + 32 * i);            \
+            }                                                                             \
+        }                                                                                 \
         for (; i + (K) <= n; i += (K)) {                                                  \
-            NAME##_block(in + 64 * i, out + 32 * i);                                      \
+            NAME##_block(in + len * i, len, out + 32 * i);                                \
         }                                                                                 \
         size_t rest = n - i;                                                              \
-        if (rest == 1) {                                                                  \
-            pairs_scalar(in + 64 * i, out + 32 * i, 1);                                   \
-        }                                                                                 \
-        else if (rest > 1) {                                                              \
-            uint8_t tin[64 * (K)], tout[32 * (K)];                                        \
-            memset(tin, 0, sizeof(tin));                                                  \
-            memcpy(tin, in + 64 * i, 64 * rest);                                          \
-            NAME##_block(tin, tout);                                                      \
+        if (rest > 1 && len <= CHUNK_BYTES) { /* a partial group still goes in lanes */   \
+            uint8_t tin[CHUNK_BYTES * (K)], tout[32 * (K)];                               \
+            memset(tin, 0, len * (K));                                                    \
+            memcpy(tin, in + len * i, len * rest);                                        \
+            NAME##_block(tin, len, tout);                                                 \
             memcpy(out + 32 * i, tout, 32 * rest);                                        \
+            return;                                                                       \
         }                                                                                 \
+        many_scalar(in + len * i, len, out + 32 * i, rest);                               \
     }
 
 typedef uint64_t v4u64 __attribute__((vector_size(32)));
 typedef uint64_t v8u64 __attribute__((vector_size(64)));
 
-DEFINE_PAIRS_SIMD(pairs_avx2, v4u64, 4, "avx2")
-DEFINE_PAIRS_SIMD(pairs_avx512, v8u64, 8, "avx512f")
+DEFINE_MANY_SIMD(many_avx2, v4u64, 4, "avx2")
+DEFINE_MANY_SIMD(many_avx512, v8u64, 8, "avx512f")
 #endif
 
 static struct {
     const char *name;
-    pairs_fn fn;
+    many_fn fn;
     int usable;
 } IMPLS[] = {
-    {"scalar", pairs_scalar, 1},
+    {"scalar", many_scalar, 1},
 #ifdef HAVE_SIMD
-    {"avx2", pairs_avx2, 0},
-    {"avx512", pairs_avx512, 0},
+    {"avx2", many_avx2, 0},
+    {"avx512", many_avx512, 0},
 #endif
 };
 #define N_IMPLS ((int)(sizeof(IMPLS) / sizeof(IMPLS[0])))
@@ -267,21 +280,104 @@ select_best_impl(void)
     }
 }
 
+static void
+hash_pairs_n(const uint8_t *in, uint8_t *out, size_t n)
+{
+    IMPLS[current_impl].fn(in, 64, out, n);
+}
+
 /* Root of the tree over n >= 1 words in buf, which has room for n + 1 words; buf is
  * overwritten. A level with an odd count is padded with that level's zero subtree. */
 static void
 merkle_root_inplace(uint8_t *buf, size_t n, uint8_t out[32])
 {
-    pairs_fn fn = IMPLS[current_impl].fn;
     for (int level = 0; n > 1; level++) {
         if (n & 1) {
             memcpy(buf + 32 * n, ZERO_HASHES[level], 32);
             n++;
         }
-        fn(buf, buf, n / 2);
+        hash_pairs_n(buf, buf, n / 2);
         n /= 2;
     }
     memcpy(out, buf, 32);
+}
+
+/* ---- tensor roots ----------------------------------------------------------------------
+ * A tensor's m packed words are cut in chunks of 16 (the last may be shorter); each chunk's
+ * keccak256 is a leaf of the Merkle tree above. */
+
+static size_t
+n_chunks(size_t m)
+{
+    return (m + CHUNK_BYTES / 32 - 1) / (CHUNK_BYTES / 32);
+}
+
+/* The leaf hashes of m >= 1 words into leaves (32 * n_chunks(m) bytes). */
+static void
+chunk_leaves(const uint8_t *words, size_t m, uint8_t *leaves)
+{
+    size_t full = (32 * m) / CHUNK_BYTES;
+    IMPLS[current_impl].fn(words, CHUNK_BYTES, leaves, full);
+    size_t rest = 32 * m - CHUNK_BYTES * full;
+    if (rest) {
+        keccak256_bytes(words + CHUNK_BYTES * full, rest, leaves + 32 * full);
+    }
+}
+
+/* The tensor root of m >= 1 packed words; returns -1 when out of memory. */
+static int
+words_root(const uint8_t *words, size_t m, uint8_t out[32])
+{
+    size_t c = n_chunks(m);
+    if (c == 1) {
+        keccak256_bytes(words, 32 * m, out);
+        return 0;
+    }
+    uint8_t *leaves = malloc(32 * (c + 1));
+    if (leaves == NULL) {
+        return -1;
+    }
+    chunk_leaves(words, m, leaves);
+    merkle_root_inplace(leaves, c, out);
+    free(leaves);
+    return 0;
+}
+
+/* Pack n int32 or int64 values (itemsize 4 or 8) as big-endian int32, 8 per word, the last
+ * word zero-padded. Returns -2 if a value does not fit in int32. */
+static int
+pack_values(const void *src, int itemsize, size_t n, uint8_t *words)
+{
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = itemsize == 8 ? ((const int64_t *)src)[i] : ((const int32_t *)src)[i];
+        if (v < INT32_MIN || v > INT32_MAX) {
+            return -2;
+        }
+        uint32_t u = (uint32_t)(int32_t)v;
+        words[4 * i] = (uint8_t)(u >> 24);
+        words[4 * i + 1] = (uint8_t)(u >> 16);
+        words[4 * i + 2] = (uint8_t)(u >> 8);
+        words[4 * i + 3] = (uint8_t)u;
+    }
+    memset(words + 4 * n, 0, 32 * ((n + 7) / 8) - 4 * n);
+    return 0;
+}
+
+/* The tensor root of n >= 1 values: 0, -1 (out of memory) or -2 (a value outside int32). */
+static int
+values_root(const void *src, int itemsize, size_t n, uint8_t out[32])
+{
+    size_t m = (n + 7) / 8;
+    uint8_t *words = malloc(32 * m);
+    if (words == NULL) {
+        return -1;
+    }
+    int rc = pack_values(src, itemsize, n, words);
+    if (rc == 0) {
+        rc = words_root(words, m, out);
+    }
+    free(words);
+    return rc;
 }
 
 /* ---- Python bindings ---------------------------------------------------------------- */
@@ -326,14 +422,13 @@ py_hash_pairs(PyObject *self, PyObject *arg)
         return NULL;
     }
     uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result);
-    pairs_fn fn = IMPLS[current_impl].fn;
     if (view.len >= GIL_FREE_BYTES) {
         Py_BEGIN_ALLOW_THREADS
-        fn(view.buf, out, n);
+        hash_pairs_n(view.buf, out, n);
         Py_END_ALLOW_THREADS
     }
     else {
-        fn(view.buf, out, n);
+        hash_pairs_n(view.buf, out, n);
     }
     PyBuffer_Release(&view);
     return result;
@@ -367,6 +462,479 @@ py_merkle_root(PyObject *self, PyObject *arg)
     PyBuffer_Release(&view);
     return PyBytes_FromStringAndSize((const char *)root, 32);
 }
+
+/* A non-empty multiple of 32 bytes (packed words), or a ValueError naming the function. */
+static int
+get_words(PyObject *arg, Py_buffer *view, const char *fn)
+{
+    if (PyObject_GetBuffer(arg, view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (view->len == 0 || view->len % 32 != 0) {
+        PyErr_Format(PyExc_ValueError, "%s needs a non-zero multiple of 32 bytes, got %zd", fn,
+                     view->len);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+py_chunk_leaves(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (get_words(arg, &view, "chunk_leaves") < 0) {
+        return NULL;
+    }
+    size_t m = (size_t)view.len / 32;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(32 * n_chunks(m)));
+    if (result != NULL) {
+        uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result);
+        Py_BEGIN_ALLOW_THREADS
+        chunk_leaves(view.buf, m, out);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyObject *
+py_words_root(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (get_words(arg, &view, "words_root") < 0) {
+        return NULL;
+    }
+    uint8_t root[32];
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = words_root(view.buf, (size_t)view.len / 32, root);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        return PyErr_NoMemory();
+    }
+    return PyBytes_FromStringAndSize((const char *)root, 32);
+}
+
+/* A C-contiguous, non-empty buffer of native int32 or int64 values; returns its item size. */
+static int
+get_values(PyObject *arg, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(arg, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        return -1;
+    }
+    const char *f = view->format ? view->format : "B";
+    if (*f == '=' || *f == '@') {
+        f++;
+    }
+    int ok_int = f[1] == '\0' && (f[0] == 'i' || f[0] == 'l' || f[0] == 'q');
+    if (!ok_int || (view->itemsize != 4 && view->itemsize != 8) || view->len == 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "expected a non-empty C-contiguous int32 or int64 array, got format %s, "
+                     "%zd bytes",
+                     view->format ? view->format : "B", view->len);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return (int)view->itemsize;
+}
+
+static PyObject *
+root_result(int rc, const uint8_t root[32])
+{
+    if (rc == -1) {
+        return PyErr_NoMemory();
+    }
+    if (rc == -2) {
+        PyErr_SetString(PyExc_ValueError, "tensor values must fit in int32");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)root, 32);
+}
+
+static PyObject *
+py_values_root(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    int itemsize = get_values(arg, &view);
+    if (itemsize < 0) {
+        return NULL;
+    }
+    uint8_t root[32];
+    int rc;
+    size_t n = (size_t)(view.len / itemsize);
+    Py_BEGIN_ALLOW_THREADS
+    rc = values_root(view.buf, itemsize, n, root);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return root_result(rc, root);
+}
+
+/* trace_root(roots, suffixes): commit_list([keccak256(root_i || suffix_i) ...]), the trace
+ * root from each committed tensor's root and its encoded shape and scale, in one call. */
+static PyObject *
+py_trace_root(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "trace_root(roots: list[bytes], suffixes: tuple[bytes])");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(args[0]);
+    if (n == 0 || PyTuple_GET_SIZE(args[1]) != n) {
+        PyErr_Format(PyExc_ValueError, "trace_root needs as many suffixes as roots (>= 1), got "
+                     "%zd roots and %zd suffixes", n, PyTuple_GET_SIZE(args[1]));
+        return NULL;
+    }
+    uint8_t *leaves = PyMem_Malloc(32 * ((size_t)n + 1));
+    if (leaves == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *root = PyList_GET_ITEM(args[0], i), *sfx = PyTuple_GET_ITEM(args[1], i);
+        if (!PyBytes_Check(root) || PyBytes_GET_SIZE(root) != 32 || !PyBytes_Check(sfx) ||
+            PyBytes_GET_SIZE(sfx) > 2048) {
+            PyMem_Free(leaves);
+            PyErr_Format(PyExc_ValueError, "trace_root: item %zd is not a 32-byte root with "
+                         "a bytes suffix", i);
+            return NULL;
+        }
+        uint8_t buf[32 + 2048];
+        size_t len = (size_t)PyBytes_GET_SIZE(sfx);
+        memcpy(buf, PyBytes_AS_STRING(root), 32);
+        memcpy(buf + 32, PyBytes_AS_STRING(sfx), len);
+        keccak256_bytes(buf, 32 + len, leaves + 32 * i);
+    }
+    uint8_t out[32];
+    merkle_root_inplace(leaves, (size_t)n, out);
+    PyMem_Free(leaves);
+    return PyBytes_FromStringAndSize((const char *)out, 32);
+}
+
+/* ---- Committer: tensor roots on a native worker thread ---------------------------------
+ * The executor hands each tensor to a Committer as soon as it is computed and asks for all
+ * roots at the end. One process-wide worker thread (no GIL, no Python objects) hashes queued
+ * tensors while the executor computes the next steps; at roots() the calling thread hashes
+ * whatever of its own is still queued, then waits for the one the worker may be on. Results
+ * do not depend on which thread hashed what. The worker spins briefly after each job (the
+ * next tensor usually follows within microseconds), then sleeps on a condition variable. */
+
+#include <pthread.h>
+#include <time.h>
+
+typedef struct job {
+    struct job *next; /* queue link */
+    struct Committer *owner;
+    Py_buffer view; /* keeps the array alive and unchanged until roots() */
+    int itemsize;
+    int rc; /* values_root's */
+    int state; /* QUEUED, RUNNING, DONE */
+    uint8_t root[32];
+} job;
+
+enum { QUEUED, RUNNING, DONE };
+
+typedef struct Committer {
+    PyObject_HEAD
+    job **jobs;
+    Py_ssize_t n_jobs, cap;
+    Py_ssize_t unfinished; /* jobs not DONE; guarded by q_lock */
+    PyObject *roots;        /* list, once joined */
+} Committer;
+
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_work = PTHREAD_COND_INITIALIZER; /* a job was queued */
+static pthread_cond_t q_done = PTHREAD_COND_INITIALIZER; /* a job finished */
+static job *q_head, *q_tail;
+static int q_len;           /* read without the lock while spinning */
+static int worker_started, worker_sleeping;
+static job *worker_job; /* the job the worker is on, for fork */
+
+/* After a job, the worker polls the queue for SPIN_NS before it sleeps, and roots() polls
+ * for the worker's last jobs the same way: the executor's next tensor usually follows within
+ * microseconds, and a thread that sleeps on a condition variable on a VM takes tens of
+ * microseconds to wake. It polls without PAUSE: under KVM, PAUSE loops make the vCPU exit to
+ * the host. */
+#define SPIN_NS 200000L
+
+static int64_t
+now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+static void
+spin_until_queued(void)
+{
+    int64_t deadline = now_ns() + SPIN_NS;
+    for (unsigned i = 1; !__atomic_load_n(&q_len, __ATOMIC_RELAXED); i++) {
+        if (i % 64 == 0 && now_ns() > deadline) {
+            return;
+        }
+    }
+}
+
+static void
+run_job(job *j)
+{
+    j->rc = values_root(j->view.buf, j->itemsize, (size_t)(j->view.len / j->itemsize), j->root);
+}
+
+/* Called with q_lock held. */
+static void
+finish_job(job *j)
+{
+    j->state = DONE;
+    __atomic_fetch_sub(&j->owner->unfinished, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&q_done);
+}
+
+static job *
+pop_front(void)
+{
+    job *j = q_head;
+    if (j != NULL) {
+        q_head = j->next;
+        if (q_head == NULL) {
+            q_tail = NULL;
+        }
+        __atomic_store_n(&q_len, q_len - 1, __ATOMIC_RELAXED);
+        j->state = RUNNING;
+    }
+    return j;
+}
+
+static void *
+worker_main(void *unused)
+{
+    pthread_mutex_lock(&q_lock);
+    for (;;) {
+        job *j = pop_front();
+        if (j == NULL) {
+            pthread_mutex_unlock(&q_lock);
+            spin_until_queued();
+            pthread_mutex_lock(&q_lock);
+            if (q_head == NULL) { /* woken with nothing left (the caller took it): spin again */
+                worker_sleeping = 1;
+                pthread_cond_wait(&q_work, &q_lock);
+                worker_sleeping = 0;
+            }
+            continue;
+        }
+        worker_job = j;
+        pthread_mutex_unlock(&q_lock);
+        run_job(j);
+        pthread_mutex_lock(&q_lock);
+        worker_job = NULL;
+        finish_job(j);
+    }
+    return NULL;
+}
+
+/* In a forked child only the forking thread exists: start a new worker on first use, and put
+ * back the job the parent's worker was on so that it is still done. */
+static void
+after_fork_child(void)
+{
+    pthread_mutex_init(&q_lock, NULL);
+    pthread_cond_init(&q_work, NULL);
+    pthread_cond_init(&q_done, NULL);
+    worker_started = 0;
+    worker_sleeping = 0;
+    if (worker_job != NULL) {
+        worker_job->state = QUEUED;
+        worker_job->next = q_head;
+        q_head = worker_job;
+        if (q_tail == NULL) {
+            q_tail = worker_job;
+        }
+        q_len++;
+        worker_job = NULL;
+    }
+}
+
+/* Called with q_lock held; 0 if the worker runs (or already did), -1 if it could not start
+ * (the caller then hashes everything itself at roots()). */
+static int
+ensure_worker(void)
+{
+    if (worker_started) {
+        return 0;
+    }
+    pthread_attr_t attr;
+    pthread_t tid;
+    if (pthread_attr_init(&attr) != 0) {
+        return -1;
+    }
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&tid, &attr, worker_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        return -1;
+    }
+    worker_started = 1;
+    return 0;
+}
+
+static PyObject *
+Committer_add(Committer *self, PyObject *arg)
+{
+    if (self->roots != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "roots() was already called on this Committer");
+        return NULL;
+    }
+    if (self->n_jobs == self->cap) {
+        Py_ssize_t cap = self->cap ? 2 * self->cap : 16;
+        job **grown = PyMem_Realloc(self->jobs, (size_t)cap * sizeof(job *));
+        if (grown == NULL) {
+            return PyErr_NoMemory();
+        }
+        self->jobs = grown;
+        self->cap = cap;
+    }
+    job *j = PyMem_RawCalloc(1, sizeof(job));
+    if (j == NULL) {
+        return PyErr_NoMemory();
+    }
+    j->itemsize = get_values(arg, &j->view);
+    if (j->itemsize < 0) {
+        PyMem_RawFree(j);
+        return NULL;
+    }
+    j->owner = self;
+    j->state = QUEUED;
+    self->jobs[self->n_jobs++] = j;
+    pthread_mutex_lock(&q_lock);
+    __atomic_fetch_add(&self->unfinished, 1, __ATOMIC_RELAXED);
+    if (q_tail != NULL) {
+        q_tail->next = j;
+    }
+    else {
+        q_head = j;
+    }
+    q_tail = j;
+    __atomic_store_n(&q_len, q_len + 1, __ATOMIC_RELAXED);
+    ensure_worker();
+    if (worker_sleeping) {
+        pthread_cond_signal(&q_work);
+    }
+    pthread_mutex_unlock(&q_lock);
+    return PyLong_FromSsize_t(self->n_jobs - 1);
+}
+
+/* Hash this committer's queued jobs on the calling thread, then wait for the rest. Called
+ * without the GIL. */
+static void
+join_jobs(Committer *self)
+{
+    pthread_mutex_lock(&q_lock);
+    while (self->unfinished > 0) {
+        job *mine = NULL, *prev = NULL;
+        for (job *j = q_head; j != NULL; prev = j, j = j->next) {
+            if (j->owner == self) {
+                mine = j;
+                break;
+            }
+        }
+        if (mine == NULL) { /* ours are all running: poll briefly, as the worker does */
+            pthread_mutex_unlock(&q_lock);
+            int64_t deadline = now_ns() + SPIN_NS;
+            while (__atomic_load_n(&self->unfinished, __ATOMIC_ACQUIRE) > 0 &&
+                   now_ns() < deadline) {
+            }
+            pthread_mutex_lock(&q_lock);
+            if (self->unfinished > 0) {
+                pthread_cond_wait(&q_done, &q_lock);
+            }
+            continue;
+        }
+        if (prev != NULL) {
+            prev->next = mine->next;
+        }
+        else {
+            q_head = mine->next;
+        }
+        if (q_tail == mine) {
+            q_tail = prev;
+        }
+        __atomic_store_n(&q_len, q_len - 1, __ATOMIC_RELAXED);
+        mine->state = RUNNING;
+        pthread_mutex_unlock(&q_lock);
+        run_job(mine);
+        pthread_mutex_lock(&q_lock);
+        finish_job(mine);
+    }
+    pthread_mutex_unlock(&q_lock);
+}
+
+static PyObject *
+Committer_roots(Committer *self, PyObject *unused)
+{
+    if (self->roots != NULL) {
+        return Py_NewRef(self->roots);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    join_jobs(self);
+    Py_END_ALLOW_THREADS
+    PyObject *roots = PyList_New(self->n_jobs);
+    if (roots == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < self->n_jobs; i++) {
+        job *j = self->jobs[i];
+        PyBuffer_Release(&j->view); /* the array may change from now on */
+        j->itemsize = 0;
+        PyObject *root = j->rc == 0 ? PyBytes_FromStringAndSize((const char *)j->root, 32)
+                                    : root_result(j->rc, j->root);
+        if (root == NULL) {
+            Py_DECREF(roots);
+            return NULL; /* buffers released; roots() raises again (ValueError) if re-called */
+        }
+        PyList_SET_ITEM(roots, i, root);
+    }
+    self->roots = roots;
+    return Py_NewRef(roots);
+}
+
+static void
+Committer_dealloc(Committer *self)
+{
+    if (self->n_jobs > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        join_jobs(self);
+        Py_END_ALLOW_THREADS
+    }
+    for (Py_ssize_t i = 0; i < self->n_jobs; i++) {
+        if (self->jobs[i]->itemsize) {
+            PyBuffer_Release(&self->jobs[i]->view);
+        }
+        PyMem_RawFree(self->jobs[i]);
+    }
+    PyMem_Free(self->jobs);
+    Py_XDECREF(self->roots);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Committer_methods[] = {
+    {"add", (PyCFunction)Committer_add, METH_O,
+     "add(array) -> index: queue an int32/int64 array's tensor root. Do not modify the "
+     "array until roots() returns."},
+    {"roots", (PyCFunction)Committer_roots, METH_NOARGS,
+     "roots() -> list of the tensor roots of the added arrays, in order (waits for them)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CommitterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "verinfer.runtime._keccak.Committer",
+    .tp_basicsize = sizeof(Committer),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)Committer_dealloc,
+    .tp_methods = Committer_methods,
+    .tp_doc = "Tensor roots computed on a worker thread while the caller goes on.",
+};
 
 static PyObject *
 py_impls(PyObject *self, PyObject *unused)
@@ -421,6 +989,13 @@ static PyMethodDef methods[] = {
      "hash_pairs(buf) -> keccak256 of each consecutive 64-byte chunk, concatenated."},
     {"merkle_root", py_merkle_root, METH_O,
      "merkle_root(words) -> root of the zero-subtree-padded keccak tree over 32-byte words."},
+    {"chunk_leaves", py_chunk_leaves, METH_O,
+     "chunk_leaves(words) -> keccak256 of each 16-word chunk of packed words, concatenated."},
+    {"words_root", py_words_root, METH_O, "words_root(words) -> tensor root of packed words."},
+    {"values_root", py_values_root, METH_O,
+     "values_root(array) -> tensor root of an int32/int64 array (packed in C order)."},
+    {"trace_root", (PyCFunction)(void (*)(void))py_trace_root, METH_FASTCALL,
+     "trace_root(roots, suffixes) -> commit_list of keccak256(root || suffix) per tensor."},
     {"impls", py_impls, METH_NOARGS, "impls() -> names of the usable hash_pairs variants."},
     {"get_impl", py_get_impl, METH_NOARGS, "get_impl() -> name of the variant in use."},
     {"set_impl", py_set_impl, METH_O, "set_impl(name) -> use that variant (tests)."},
@@ -442,7 +1017,19 @@ PyInit__keccak(void)
         uint8_t pair[64];
         memcpy(pair, ZERO_HASHES[k], 32);
         memcpy(pair + 32, ZERO_HASHES[k], 32);
-        pairs_scalar(pair, ZERO_HASHES[k + 1], 1);
+        keccak256_bytes(pair, 64, ZERO_HASHES[k + 1]);
     }
-    return PyModule_Create(&module);
+    if (PyType_Ready(&CommitterType) < 0) {
+        return NULL;
+    }
+    pthread_atfork(NULL, NULL, after_fork_child);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "Committer", (PyObject *)&CommitterType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -7,7 +7,6 @@ range (reporting how many were clamped) and checks shapes, so no kernel can wrap
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import Any
@@ -19,7 +18,8 @@ from threadpoolctl import ThreadpoolController
 
 from verinfer.errors import ModelError
 from verinfer.runtime import fused
-from verinfer.runtime.commit import commit_list, tensor_leaf, tensor_root
+from verinfer.runtime.commit import commit_list, keccak256, leaf_suffix, tensor_root
+from verinfer.runtime.commit import native as native_commit
 from verinfer.runtime.fixed import ACT_MAX, INT32_MAX, IntArray, dequantize, saturate
 from verinfer.runtime.ops import FUSED, KERNELS, FusedKernel, Kernel
 from verinfer.runtime.program import Program, Step, Tensor
@@ -38,7 +38,9 @@ class Execution:
     program: Program
     values: dict[str, IntArray]  # inputs and every step output, int64
     saturated: dict[str, int]  # tensor name -> how many values were clamped
-    pending_roots: dict[str, Future[bytes]] = field(default_factory=dict, repr=False)
+    # Tensor roots under way on the native worker: per trace tensor, its job in the committer.
+    committer: Any = field(default=None, repr=False)
+    jobs: list[int] = field(default_factory=list, repr=False)
 
     @property
     def outputs_q(self) -> list[NDArray[np.int32]]:
@@ -59,31 +61,38 @@ class Execution:
 
     @cached_property
     def _roots(self) -> list[bytes]:
-        pending, self.pending_roots = self.pending_roots, {}
-        return [
-            pending[t.name].result() if t.name in pending else _root(self.values[t.name])
-            for t in self.trace_tensors()
-        ]
+        if self.committer is not None:
+            roots: list[bytes] = self.committer.roots()
+            self.committer = None
+            return [roots[j] for j in self.jobs]
+        shared = _plan(self.program).shared_roots
+        out: list[bytes] = []
+        for t, same in zip(self.trace_tensors(), shared, strict=True):
+            out.append(out[same] if same is not None else _root(self.values[t.name]))
+        return out
 
     @cached_property
     def trace_root(self) -> str:
-        leaves = [
-            tensor_leaf(root, t.shape, t.scale)
-            for root, t in zip(self._roots, self.trace_tensors(), strict=True)
-        ]
-        return "0x" + commit_list(leaves).hex()
+        suffixes = _plan(self.program).leaf_suffixes
+        if native_commit is not None:
+            return "0x" + native_commit.trace_root(self._roots, suffixes).hex()
+        leaves = [keccak256(root + sfx) for root, sfx in zip(self._roots, suffixes, strict=True)]
+        return "0x" + commit_list(leaves).hex()  # the tensor_leaf of each, in a list
 
 
 def _root(values: IntArray) -> bytes:
     return tensor_root(values.astype(np.int32))
 
 
-# Large tensors are hashed on a second thread while the next steps execute: the keccak C
-# extension releases the GIL. BLAS then gets one thread, leaving a core to the hasher; on two
-# cores this costs MiniLM ~15% instead of ~110% (BENCHMARKS.md). Results are exact either way.
-_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verinfer-trace")
-_BACKGROUND_MIN_VALUES = 16_384
+# Tensors are hashed on a native worker thread (commit.native) while the next steps execute.
+# When a model has large tensors, BLAS gets one thread during a traced run, leaving a core to
+# the hasher: on two cores that is what keeps MiniLM's trace cheap (BENCHMARKS.md). Results
+# are exact either way.
+_LARGE_VALUES = 16_384
 _BLAS = ThreadpoolController()
+# Steps whose output holds the same values in the same order as their first input, so the
+# same packed words and the same tensor root (only the shape differs, bound by tensor_leaf).
+_SAME_VALUES_OPS = frozenset({"reshape"})
 
 
 def _as_mapping(program: Program, inputs: Mapping[str, Any] | NDArray[Any]) -> Mapping[str, Any]:
@@ -128,9 +137,9 @@ def quantize_input(tensor: Tensor, value: Any) -> tuple[IntArray, int]:
 
 
 # (step, kernel fused with saturation, inputs as (name, constant or None), output shape,
-#  saturation limit, whether the output is large enough to hash on the second thread)
+#  saturation limit, position in the trace of the tensor whose root it shares, if any)
 _PlannedStep = tuple[
-    Step, FusedKernel, tuple[tuple[str, IntArray | None], ...], tuple[int, ...], int, bool
+    Step, FusedKernel, tuple[tuple[str, IntArray | None], ...], tuple[int, ...], int, int | None
 ]
 
 
@@ -139,8 +148,10 @@ class _Plan:
     """What ``execute`` needs per program, worked out once (cached on the Program)."""
 
     input_names: frozenset[str]
-    background: bool  # some tensor is large enough to hash on the second thread
+    large: bool  # some tensor is large enough that BLAS should leave a core to the hasher
     steps: tuple[_PlannedStep, ...]
+    shared_roots: tuple[int | None, ...]  # per trace tensor, the earlier one with its root
+    leaf_suffixes: tuple[bytes, ...]  # per trace tensor, its shape and scale for tensor_leaf
 
 
 def _saturating(
@@ -154,19 +165,27 @@ def _plan(program: Program) -> _Plan:
     if program._plan:
         plan: _Plan = program._plan[0]
         return plan
-    produced = {t.name for t in program.inputs}
+    position = {t.name: i for i, t in enumerate(program.inputs)}  # in the trace
+    shared: list[int | None] = [None] * len(program.inputs)
     steps: list[_PlannedStep] = []
     for step in program.steps:
         out = program.tensors[step.output]
         run = FUSED.get(step.op) or partial(_saturating, KERNELS[step.op])
-        ins = tuple((n, None if n in produced else program.const(n)) for n in step.inputs)
+        ins = tuple((n, None if n in position else program.const(n)) for n in step.inputs)
         limit = ACT_MAX if out.kind == "fx" else INT32_MAX
-        steps.append((step, run, ins, out.shape, limit, out.size >= _BACKGROUND_MIN_VALUES))
-        produced.add(step.output)
+        same = position.get(step.inputs[0]) if step.op in _SAME_VALUES_OPS else None
+        steps.append((step, run, ins, out.shape, limit, same))
+        position[step.output] = len(shared)
+        shared.append(same)
     plan = _Plan(
         input_names=frozenset(t.name for t in program.inputs),
-        background=any(t.size >= _BACKGROUND_MIN_VALUES for t in program.tensors.values()),
+        large=any(t.size >= _LARGE_VALUES for t in program.tensors.values()),
         steps=tuple(steps),
+        shared_roots=tuple(shared),
+        leaf_suffixes=tuple(
+            leaf_suffix(t.shape, t.scale)
+            for t in [*program.inputs, *(program.tensors[s.output] for s in program.steps)]
+        ),
     )
     program._plan.append(plan)
     return plan
@@ -176,19 +195,14 @@ def execute(
     program: Program, inputs: Mapping[str, Any] | NDArray[Any], *, trace: bool = True
 ) -> Execution:
     plan = _plan(program)
-    if not (trace and plan.background):
-        return _execute(program, plan, inputs, trace=trace, background=False)
+    if not (trace and plan.large and native_commit is not None):
+        return _execute(program, plan, inputs, trace=trace)
     with _BLAS.limit(limits=1, user_api="blas"):
-        return _execute(program, plan, inputs, trace=trace, background=True)
+        return _execute(program, plan, inputs, trace=trace)
 
 
 def _execute(
-    program: Program,
-    plan: _Plan,
-    inputs: Mapping[str, Any] | NDArray[Any],
-    *,
-    trace: bool,
-    background: bool,
+    program: Program, plan: _Plan, inputs: Mapping[str, Any] | NDArray[Any], *, trace: bool
 ) -> Execution:
     given = _as_mapping(program, inputs)
     if not plan.input_names.issuperset(given):
@@ -199,14 +213,17 @@ def _execute(
         )
     values: dict[str, IntArray] = {}
     saturated: dict[str, int] = {}
-    pending: dict[str, Future[bytes]] = {}
     for tensor in program.inputs:
         if tensor.name not in given:
             raise RuntimeInputError(f"missing input {tensor.name!r}")
         values[tensor.name], clamped = quantize_input(tensor, given[tensor.name])
         if clamped:
             saturated[tensor.name] = clamped
-    for step, run, ins, shape, limit, large in plan.steps:
+    committer = native_commit.Committer() if trace and native_commit is not None else None
+    jobs: list[int] = []
+    if committer is not None:
+        jobs.extend(committer.add(_committable(values[t.name])) for t in program.inputs)
+    for step, run, ins, shape, limit, same in plan.steps:
         args = [values[n] if c is None else c for n, c in ins]
         out, clamped = run(step, args, program, limit)
         if out.shape != shape:
@@ -217,11 +234,18 @@ def _execute(
         if clamped:
             saturated[step.output] = clamped
         values[step.output] = out
-        if background and large:
-            pending[step.output] = _HASHER.submit(_root, out)
+        if committer is not None:
+            jobs.append(jobs[same] if same is not None else committer.add(_committable(out)))
     if saturated:
         log.warning("runtime.saturated", tensors=saturated)
-    execution = Execution(program, values, saturated, pending)
+    execution = Execution(program, values, saturated, committer, jobs)
     if trace:
-        _ = execution.trace_root  # joins the background hashing before BLAS threads return
+        _ = execution.trace_root  # joins the worker before BLAS threads return
     return execution
+
+
+def _committable(values: IntArray) -> IntArray:
+    """The array as the native committer reads it: C-contiguous int64 (a view if it is)."""
+    if values.dtype == np.int64 and values.flags.c_contiguous:
+        return values
+    return np.ascontiguousarray(values, dtype=np.int64)

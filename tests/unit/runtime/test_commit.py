@@ -29,6 +29,7 @@ from verinfer.runtime.commit import (
     keccak256,
     list_proof,
     merkle_root,
+    n_chunks,
     n_words,
     pack_words,
     range_proof,
@@ -55,7 +56,8 @@ elements = st.one_of(st.integers(-2, 2), int32s)
 tensors = hnp.arrays(
     np.int32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=7), elements=elements
 )
-flat_tensors = hnp.arrays(np.int32, st.integers(1, 140), elements=elements)
+# Up to 5 chunks (128 values each), so that proofs cross chunk boundaries and tree levels.
+flat_tensors = hnp.arrays(np.int32, st.integers(1, 600), elements=elements)
 words32 = st.binary(min_size=32, max_size=32)
 
 
@@ -93,6 +95,13 @@ def reference_root(words: bytes) -> bytes:
     while len(leaves) > 1:
         leaves = [eth_keccak(leaves[i] + leaves[i + 1]) for i in range(0, len(leaves), 2)]
     return leaves[0]
+
+
+def reference_tensor_root(words: bytes) -> bytes:
+    """Chunks of 16 words hashed into leaves, then the tree above, hashing every node."""
+    return reference_root(
+        b"".join(eth_keccak(words[i : i + 512]) for i in range(0, len(words), 512))
+    )
 
 
 # ---- keccak -------------------------------------------------------------------------------
@@ -158,6 +167,18 @@ def test_merkle_root_c_equals_fallback_and_reference(words: bytes) -> None:
             assert MerkleTree(words).root == expected
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 90).flatmap(lambda n: st.binary(min_size=32 * n, max_size=32 * n)))
+def test_chunk_leaves_and_words_root_c_equal_fallback(words: bytes) -> None:
+    leaves = b"".join(eth_keccak(words[i : i + 512]) for i in range(0, len(words), 512))
+    assert commit._py_chunk_leaves(words) == leaves
+    assert commit._py_words_root(words) == reference_tensor_root(words)
+    for impl in C_IMPLS:
+        with using(f"c:{impl}"):
+            assert _keccak.chunk_leaves(words) == leaves
+            assert _keccak.words_root(words) == reference_tensor_root(words)
+
+
 def test_c_rejects_bad_lengths() -> None:
     if not C_IMPLS:
         pytest.skip("no C extension")
@@ -165,6 +186,10 @@ def test_c_rejects_bad_lengths() -> None:
         _keccak.hash_pairs(bytes(65))
     with pytest.raises(ValueError):
         _keccak.merkle_root(b"")
+    for fn in (_keccak.chunk_leaves, _keccak.words_root):
+        for bad in (b"", bytes(33)):
+            with pytest.raises(ValueError):
+                fn(bad)
     with pytest.raises(ValueError):
         _keccak.set_impl("no-such-impl")
 
@@ -239,23 +264,23 @@ def test_unpack_refuses_bad_input() -> None:
 # ---- roots -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n_words_", [1, 2, 3, 8, 9])
+@pytest.mark.parametrize("n_values", [1, 9, 128, 129, 300, 1100])
 @pytest.mark.parametrize("hasher", HASHERS)
-def test_zero_subtree_padding(hasher: str, n_words_: int) -> None:
-    values = np.arange(1, 8 * n_words_ + 1, dtype=np.int32) * -7919
+def test_chunks_and_zero_subtree_padding(hasher: str, n_values: int) -> None:
+    values = np.arange(1, n_values + 1, dtype=np.int32) * -7919
     words = pack_words(values)
+    h = eth_keccak
     with using(hasher):
         root = tensor_root(values)
-        assert root == reference_root(words)
-        assert tree_depth(n_words_) == (n_words_ - 1).bit_length()
-        if n_words_ == 1:
-            assert root == words  # one word is its own root, unhashed
-        if n_words_ == 3:
-            h = eth_keccak
-            assert root == h(h(words[:32] + words[32:64]) + h(words[64:] + ZERO_HASHES[0]))
-        if n_words_ == 9:  # 16 leaves: the last word next to Z[0], Z[1], Z[2]
-            tree = MerkleTree(words)
-            assert tree.depth == 4
+        assert root == reference_tensor_root(words)
+        if n_values <= 128:
+            assert root == h(words)  # one chunk: its hash is the root
+        if n_values == 300:  # chunks of 16, 16 and 6 words; the third next to Z[0]
+            c = [h(words[i : i + 512]) for i in (0, 512, 1024)]
+            assert root == h(h(c[0] + c[1]) + h(c[2] + ZERO_HASHES[0]))
+        if n_values == 1100:  # 9 chunks, 16 leaves: the last chunk next to Z[0], Z[1], Z[2]
+            tree = MerkleTree(commit.chunk_leaves(words))
+            assert tree.depth == 4 == tree_depth(n_chunks(n_values))
             assert [tree.node(k, 2 ** (3 - k) + 1) for k in range(3)] == list(ZERO_HASHES[:3])
 
 
@@ -332,8 +357,8 @@ def test_commit_list() -> None:
 @given(flat_tensors)
 def test_every_element_proof_verifies(values: np.ndarray) -> None:
     root = tensor_root(values)
-    depth = tree_depth(n_words(values.size))
-    for index in range(values.size):
+    depth = tree_depth(n_chunks(values.size))
+    for index in {*range(0, values.size, 7), values.size - 1}:
         proof = element_proof(values, index)
         assert proof.value == values[index]
         assert len(proof.siblings) == depth
@@ -347,20 +372,27 @@ def test_random_range_proofs_verify(values: np.ndarray, data: st.DataObject) -> 
     end = data.draw(st.integers(start + 1, values.size))
     proof = range_proof(values, start, end)
     assert np.array_equal(proof.values, values[start:end])
-    assert len(proof.words) == (end - 1) // 8 - start // 8 + 1
-    assert len(proof.siblings) <= 2 * tree_depth(n_words(values.size))
+    assert len(proof.chunks) == (end - 1) // 128 - start // 128 + 1
+    assert len(proof.siblings) <= 2 * tree_depth(n_chunks(values.size))
     assert verify_range(tensor_root(values), values.size, proof)
 
 
+def _chunk_bytes(n: int, c: int) -> int:
+    return 32 * min(16, n_words(n) - 16 * c)
+
+
 def _expected_for_n(values: np.ndarray, first: int, last: int, n: int) -> bool:
-    """Whether a proof of words first..last made for `values` is valid for a tensor of n
-    values: same depth, in range, and any slot it would make padding is zero."""
-    if n < 1 or tree_depth(n_words(n)) != tree_depth(n_words(values.size)):
+    """Whether a proof of chunks first..last made for `values` is valid for a tensor of n
+    values: same depth, in range, chunks of the sizes n implies, and any slot it would make
+    padding is zero."""
+    if n < 1 or tree_depth(n_chunks(n)) != tree_depth(n_chunks(values.size)):
         return False
-    if last >= n_words(n):
+    if last >= n_chunks(n):
         return False
-    if last == n_words(n) - 1:
-        return not np.any(values[n : 8 * (last + 1)])
+    if any(_chunk_bytes(n, c) != _chunk_bytes(values.size, c) for c in range(first, last + 1)):
+        return False
+    if last == n_chunks(n) - 1:
+        return not np.any(values[n : 8 * n_words(n)])
     return True
 
 
@@ -373,7 +405,11 @@ def test_tampered_element_proofs_fail(values: np.ndarray, data: st.DataObject) -
     proof = element_proof(values, index)
     bit = data.draw(st.integers(0, 255))
     assert not verify_element(flip(root, bit), n, proof)
-    assert not verify_element(root, n, dataclasses.replace(proof, word=flip(proof.word, bit)))
+    bit_in_chunk = data.draw(st.integers(0, 8 * len(proof.chunk) - 1))
+    assert not verify_element(
+        root, n, dataclasses.replace(proof, chunk=flip(proof.chunk, bit_in_chunk))
+    )
+    assert not verify_element(root, n, dataclasses.replace(proof, chunk=proof.chunk[:-32]))
     if proof.siblings:
         k = data.draw(st.integers(0, len(proof.siblings) - 1))
         siblings = list(proof.siblings)
@@ -382,14 +418,14 @@ def test_tampered_element_proofs_fail(values: np.ndarray, data: st.DataObject) -
         assert not verify_element(root, n, dataclasses.replace(proof, siblings=proof.siblings[1:]))
     assert not verify_element(root, n, dataclasses.replace(proof, siblings=(*proof.siblings, root)))
     # A changed index may only verify if the word really holds that value there (soundness).
-    other = index ^ (1 << data.draw(st.integers(0, 10)))
+    other = index ^ (1 << data.draw(st.integers(0, 12)))
     moved = dataclasses.replace(proof, index=other)
     if verify_element(root, n, moved):
         assert other < n and moved.value == values[other]
     # A wrong length verifies exactly when it describes a tensor with the same words.
     m = data.draw(st.integers(-1, 2 * n + 9))
-    w = index // 8
-    expected = index < m and _expected_for_n(values, w, w, m)
+    c = index // 128
+    expected = index < m and _expected_for_n(values, c, c, m)
     assert verify_element(root, m, proof) == expected
 
 
@@ -403,11 +439,11 @@ def test_tampered_range_proofs_fail(values: np.ndarray, data: st.DataObject) -> 
     proof = range_proof(values, start, end)
     bit = data.draw(st.integers(0, 255))
     assert not verify_range(flip(root, bit), n, proof)
-    k = data.draw(st.integers(0, len(proof.words) - 1))
-    words = list(proof.words)
-    words[k] = flip(words[k], bit)
-    assert not verify_range(root, n, dataclasses.replace(proof, words=tuple(words)))
-    assert not verify_range(root, n, dataclasses.replace(proof, words=proof.words[:-1]))
+    k = data.draw(st.integers(0, len(proof.chunks) - 1))
+    chunks = list(proof.chunks)
+    chunks[k] = flip(chunks[k], data.draw(st.integers(0, 8 * len(chunks[k]) - 1)))
+    assert not verify_range(root, n, dataclasses.replace(proof, chunks=tuple(chunks)))
+    assert not verify_range(root, n, dataclasses.replace(proof, chunks=proof.chunks[:-1]))
     if proof.siblings:
         k = data.draw(st.integers(0, len(proof.siblings) - 1))
         siblings = list(proof.siblings)
@@ -424,23 +460,24 @@ def test_tampered_range_proofs_fail(values: np.ndarray, data: st.DataObject) -> 
     if verify_range(root, n, moved):
         assert np.array_equal(moved.values, values[new_start:new_end])
     m = data.draw(st.integers(-1, 2 * n + 9))
-    first, last = start // 8, (end - 1) // 8
+    first, last = start // 128, (end - 1) // 128
     expected = end <= m and _expected_for_n(values, first, last, m)
     assert verify_range(root, m, proof) == expected
 
 
 def test_nonzero_padding_is_rejected() -> None:
     """A root built over a last word with garbage padding proves nothing in that word."""
-    values = np.arange(1, 12, dtype=np.int32)  # 11 values: word 1 has 5 padding slots
+    values = np.arange(1, 140, dtype=np.int32)  # 139 values: chunk 1 has 2 words, 5 padding
     words = bytearray(pack_words(values))
     words[-1] = 1
-    root = merkle_root(bytes(words))
-    tree = MerkleTree(bytes(words))
-    forged = ElementProof(9, tree.node(0, 1), tree.siblings(1, 1))
-    assert not verify_element(root, 11, forged)
-    assert verify_element(root, 16, forged)  # as a 16-value tensor, that slot is a value
-    forged_range = RangeProof(0, 11, (tree.node(0, 0), tree.node(0, 1)), tree.siblings(0, 1))
-    assert not verify_range(root, 11, forged_range)
+    tree = MerkleTree(commit.chunk_leaves(bytes(words)))
+    root = tree.root
+    last = bytes(words[512:])
+    forged = ElementProof(130, last, tree.siblings(1, 1))
+    assert not verify_element(root, 139, forged)
+    assert verify_element(root, 144, forged)  # as a 144-value tensor, that slot is a value
+    forged_range = RangeProof(0, 139, (bytes(words[:512]), last), tree.siblings(0, 1))
+    assert not verify_range(root, 139, forged_range)
 
 
 def test_proof_requests_out_of_range() -> None:
@@ -464,10 +501,10 @@ def test_matmul_row_proof_size() -> None:
     root = tensor_root(weights)
     proof = range_proof(weights, 100 * k, 101 * k)
     assert np.array_equal(proof.values, weights[100])
-    assert len(proof.words) == k // 8
-    assert len(proof.siblings) <= 2 * tree_depth(n_words(weights.size))
+    assert len(proof.chunks) == k // 128
+    assert len(proof.siblings) <= 2 * tree_depth(n_chunks(weights.size))
     assert verify_range(root, weights.size, proof)
-    assert 32 * (len(proof.words) + len(proof.siblings)) < 7000
+    assert sum(map(len, proof.chunks)) + 32 * len(proof.siblings) < 7000
 
 
 @settings(max_examples=60, deadline=None)
@@ -499,6 +536,7 @@ def test_list_proofs(leaves: list[bytes], data: st.DataObject) -> None:
 
 
 def test_worked_example_of_the_docs() -> None:
+    h = eth_keccak
     x = np.arange(20, dtype=np.int32).reshape(2, 10) - 5  # [[-5..4], [5..14]], scale 4
     words = pack_words(x)
     assert [words[i : i + 32].hex() for i in range(0, 96, 32)] == [
@@ -506,30 +544,44 @@ def test_worked_example_of_the_docs() -> None:
         "000000030000000400000005000000060000000700000008000000090000000a",
         "0000000b0000000c0000000d0000000e00000000000000000000000000000000",
     ]
-    tree = MerkleTree(words)
-    n10 = "adb7f55d1e077c70c6469b12f2973a4f63d06da7471927b9e32a63a8ebeeb61b"
-    n11 = "a9b1e8c60f4c9fad9464c687520cdb32c574991b6ee25d423f318239bc5ffe00"
-    assert (tree.node(1, 0).hex(), tree.node(1, 1).hex()) == (n10, n11)
     root = tensor_root(x)
-    assert root.hex() == "5a23b702224f053f04e728a64a8828cba5635f0946e01d962c4d5d2fa3681d9a"
+    assert root == h(words)  # one chunk
+    assert root.hex() == "3512dba997333eb844211b84b4c93eb742fc9db1b7337db98123fc2d1c66bc75"
     leaf_x = commit_tensor(x, 4)
-    assert leaf_x.hex() == "061e20f6d5bd91489870a9311efa66de433f07011fdd0a950f17f03d2ba11486"
+    assert leaf_x.hex() == "4383bae40970ef6bf53923026c44d20c289c6778803e772c9613fbc928f622cd"
     y = np.array([7, -1], dtype=np.int32)
-    assert tensor_root(y).hex() == "00000007ffffffff" + "00" * 24
+    assert tensor_root(y).hex() == (
+        "902189f4b10829f3d13089615e0ec08217647862f09487457d170ef4fc7087fd"
+    )
     leaf_y = commit_tensor(y, 0)
-    assert leaf_y.hex() == "ee9a0133a5f3ff7084ede303a85f44ef99e96c8017ef20dd18c9dad7c943b8b0"
+    assert leaf_y.hex() == "50e3b913cda8641ddfff552ac50c99083ceda5f1f76f844b4c7c5c1fd4aea895"
     trace_root = commit_list([leaf_x, leaf_y])
-    assert trace_root.hex() == "86821bb9c544b738486956c8afad12719ba4dc1ccb24d0459253837094e94ddb"
+    assert trace_root.hex() == "dc37812630fef710c4b716499f93605d147cc1c76f6a06749dfd5e6dec145a20"
     assert list_proof([leaf_x, leaf_y], 1).siblings == (leaf_x,)
-
-    element = element_proof(x, 13)  # x[1, 3] = 8
-    assert (element.value, element.word) == (8, words[32:64])
-    assert element.siblings == (words[:32], bytes.fromhex(n11))
+    element = element_proof(x, 13)  # x[1, 3] = 8: the whole chunk, no siblings
+    assert (element.value, element.chunk, element.siblings) == (8, words, ())
     assert verify_element(root, 20, element)
-    row = range_proof(x, 10, 20)  # x[1, :], words 1 and 2
-    assert row.words == (words[32:64], words[64:])
-    assert row.siblings == (words[:32], ZERO_HASHES[0])
-    assert verify_range(root, 20, row)
+
+    z = np.arange(300, dtype=np.int32) - 150  # 38 words: chunks of 16, 16 and 6 words
+    zw = pack_words(z)
+    c = [h(zw[i : i + 512]) for i in (0, 512, 1024)]
+    assert [leaf.hex() for leaf in c] == [
+        "551a9d046cc495188eea46ac14d1feb0ba3ee797b4ef019d9c36239fc73c5c84",
+        "5be87d4647dbf5fdb7bfc474c5287b603c02ddeb8a2d154f1143a4ce373eb10d",
+        "da82bd5906c0f425b056955043c9facd5839c897897a854b9bad395f7c64c1e9",
+    ]
+    n11 = h(c[2] + ZERO_HASHES[0])
+    assert n11.hex() == "e35b2808531f51c8c76e97812bbe7d55e8c6f3bf03711a55f38acdb45106a41b"
+    z_root = tensor_root(z)
+    assert z_root == h(h(c[0] + c[1]) + n11)
+    assert z_root.hex() == "90ed5acf15747b504b857d357f88d4dbfc1c55869a35dccb1c6218f9853e5381"
+    element = element_proof(z, 200)  # z[200] = 50, in chunk 1
+    assert (element.value, element.chunk, element.siblings) == (50, zw[512:1024], (c[0], n11))
+    assert verify_element(z_root, 300, element)
+    row = range_proof(z, 100, 300)  # chunks 0..2: the right sibling at level 1 is Z[0]
+    assert row.chunks == (zw[:512], zw[512:1024], zw[1024:])
+    assert row.siblings == (ZERO_HASHES[0],)
+    assert verify_range(z_root, 300, row)
 
 
 def test_docs_show_the_same_example() -> None:
@@ -539,6 +591,10 @@ def test_docs_show_the_same_example() -> None:
     text = doc.read_text()
     x = np.arange(20, dtype=np.int32).reshape(2, 10) - 5
     y = np.array([7, -1], dtype=np.int32)
+    z = np.arange(300, dtype=np.int32) - 150
     leaves = [commit_tensor(x, 4), commit_tensor(y, 0)]
-    for value in (tensor_root(x), *leaves, commit_list(leaves), *ZERO_HASHES[:4]):
+    z_leaves = commit.chunk_leaves(pack_words(z))
+    z_chunks = [z_leaves[i : i + 32] for i in (0, 32, 64)]
+    shown = (tensor_root(x), *leaves, commit_list(leaves), tensor_root(z), *z_chunks)
+    for value in (*shown, *ZERO_HASHES[:4]):
         assert value.hex() in text

@@ -1,0 +1,120 @@
+"""The native Committer and values_root: the same roots as commit.tensor_root, from any
+thread, in order, and clear errors for arrays it cannot commit."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from verinfer.runtime.commit import native, tensor_root
+
+pytestmark = pytest.mark.skipif(native is None, reason="no C extension")
+
+int32_tensors = hnp.arrays(
+    st.sampled_from([np.int32, np.int64]),
+    hnp.array_shapes(min_dims=0, max_dims=3, max_side=40),
+    elements=st.integers(-(2**31), 2**31 - 1),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(int32_tensors, min_size=1, max_size=6))
+def test_committer_roots_equal_tensor_root_in_order(arrays: list[np.ndarray]) -> None:
+    expected = [tensor_root(a) for a in arrays]
+    committer = native.Committer()
+    assert [committer.add(a) for a in arrays] == list(range(len(arrays)))
+    assert committer.roots() == expected
+    assert committer.roots() == expected  # a second call returns the same list
+    assert [native.values_root(a) for a in arrays] == expected
+
+
+def test_committers_on_many_threads_at_once() -> None:
+    rng = np.random.default_rng(7)
+    arrays = [rng.integers(-(2**31), 2**31, size=n, dtype=np.int64) for n in (1, 100, 5000)]
+    expected = [tensor_root(a) for a in arrays]
+    results: list[list[bytes]] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(50):
+            committer = native.Committer()
+            for a in arrays:
+                committer.add(a)
+            roots = committer.roots()
+            with lock:
+                results.append(roots)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 200 and all(r == expected for r in results)
+
+
+def test_an_unjoined_committer_is_freed_safely() -> None:
+    for _ in range(20):
+        committer = native.Committer()
+        committer.add(np.arange(100_000, dtype=np.int64))
+        del committer  # waits for the worker before releasing the array
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros(3),  # float
+        np.zeros(3, dtype=np.int16),
+        np.zeros(0, dtype=np.int64),
+        np.arange(12, dtype=np.int64).reshape(3, 4).T,  # not C-contiguous
+        b"12345678",
+    ],
+    ids=["float", "int16", "empty", "transposed", "bytes"],
+)
+def test_arrays_that_cannot_be_committed_are_refused(bad: object) -> None:
+    with pytest.raises((ValueError, BufferError)):
+        native.Committer().add(bad)
+    with pytest.raises((ValueError, BufferError)):
+        native.values_root(bad)
+
+
+def test_values_outside_int32_raise_at_roots() -> None:
+    committer = native.Committer()
+    committer.add(np.array([1, 2], dtype=np.int64))
+    committer.add(np.array([2**31], dtype=np.int64))
+    with pytest.raises(ValueError, match="int32"):
+        committer.roots()
+    with pytest.raises(ValueError, match="int32"):
+        native.values_root(np.array([-(2**31) - 1], dtype=np.int64))
+
+
+def test_add_after_roots_is_refused() -> None:
+    committer = native.Committer()
+    committer.add(np.ones(4, dtype=np.int64))
+    committer.roots()
+    with pytest.raises(RuntimeError, match="roots"):
+        committer.add(np.ones(4, dtype=np.int64))
+
+
+def _child(queue: multiprocessing.Queue[bytes]) -> None:
+    committer = native.Committer()
+    committer.add(np.arange(50_000, dtype=np.int64))
+    queue.put(committer.roots()[0])
+
+
+def test_a_forked_child_gets_its_own_worker() -> None:
+    committer = native.Committer()  # the parent's worker is running
+    committer.add(np.arange(50_000, dtype=np.int64))
+    assert committer.roots()[0] == tensor_root(np.arange(50_000))
+    ctx = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[bytes] = ctx.Queue()
+    child = ctx.Process(target=_child, args=(queue,))
+    child.start()
+    assert queue.get(timeout=30) == tensor_root(np.arange(50_000))
+    child.join(timeout=30)
+    assert child.exitcode == 0
