@@ -573,31 +573,32 @@ py_values_root(PyObject *self, PyObject *arg)
 
 /* trace_root(roots, suffixes): commit_list([keccak256(root_i || suffix_i) ...]), the trace
  * root from each committed tensor's root and its encoded shape and scale, in one call. */
-static PyObject *
-py_trace_root(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static int
+trace_root_of(PyObject *roots, PyObject *suffixes, uint8_t out[32])
 {
-    if (nargs != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "trace_root(roots: list[bytes], suffixes: tuple[bytes])");
-        return NULL;
+    if (!PyList_Check(roots) || !PyTuple_Check(suffixes)) {
+        PyErr_SetString(PyExc_TypeError, "expected roots: list[bytes], suffixes: tuple[bytes]");
+        return -1;
     }
-    Py_ssize_t n = PyList_GET_SIZE(args[0]);
-    if (n == 0 || PyTuple_GET_SIZE(args[1]) != n) {
-        PyErr_Format(PyExc_ValueError, "trace_root needs as many suffixes as roots (>= 1), got "
-                     "%zd roots and %zd suffixes", n, PyTuple_GET_SIZE(args[1]));
-        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(roots);
+    if (n == 0 || PyTuple_GET_SIZE(suffixes) != n) {
+        PyErr_Format(PyExc_ValueError, "a trace root needs as many suffixes as roots (>= 1), "
+                     "got %zd roots and %zd suffixes", n, PyTuple_GET_SIZE(suffixes));
+        return -1;
     }
     uint8_t *leaves = PyMem_Malloc(32 * ((size_t)n + 1));
     if (leaves == NULL) {
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *root = PyList_GET_ITEM(args[0], i), *sfx = PyTuple_GET_ITEM(args[1], i);
+        PyObject *root = PyList_GET_ITEM(roots, i), *sfx = PyTuple_GET_ITEM(suffixes, i);
         if (!PyBytes_Check(root) || PyBytes_GET_SIZE(root) != 32 || !PyBytes_Check(sfx) ||
             PyBytes_GET_SIZE(sfx) > 2048) {
             PyMem_Free(leaves);
-            PyErr_Format(PyExc_ValueError, "trace_root: item %zd is not a 32-byte root with "
-                         "a bytes suffix", i);
-            return NULL;
+            PyErr_Format(PyExc_ValueError, "item %zd is not a 32-byte root with a bytes suffix "
+                         "of at most 2048 bytes", i);
+            return -1;
         }
         uint8_t buf[32 + 2048];
         size_t len = (size_t)PyBytes_GET_SIZE(sfx);
@@ -605,9 +606,22 @@ py_trace_root(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         memcpy(buf + 32, PyBytes_AS_STRING(sfx), len);
         keccak256_bytes(buf, 32 + len, leaves + 32 * i);
     }
-    uint8_t out[32];
     merkle_root_inplace(leaves, (size_t)n, out);
     PyMem_Free(leaves);
+    return 0;
+}
+
+static PyObject *
+py_trace_root(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint8_t out[32];
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "trace_root(roots, suffixes) takes 2 arguments");
+        return NULL;
+    }
+    if (trace_root_of(args[0], args[1], out) < 0) {
+        return NULL;
+    }
     return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
@@ -898,6 +912,46 @@ Committer_roots(Committer *self, PyObject *unused)
     return Py_NewRef(roots);
 }
 
+/* trace(order, suffixes) -> (roots, trace_root): roots()[order[i]] for each i, and the trace
+ * root over them with their suffixes; one call at the end of a traced run. */
+static PyObject *
+Committer_trace(Committer *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "trace(order: list[int], suffixes: tuple[bytes])");
+        return NULL;
+    }
+    PyObject *all = Committer_roots(self, NULL);
+    if (all == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(args[0]);
+    PyObject *roots = PyList_New(n);
+    if (roots == NULL) {
+        Py_DECREF(all);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t j = PyLong_AsSsize_t(PyList_GET_ITEM(args[0], i));
+        if (j < 0 || j >= PyList_GET_SIZE(all)) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_IndexError, "no tensor %zd in this Committer", j);
+            }
+            Py_DECREF(roots);
+            Py_DECREF(all);
+            return NULL;
+        }
+        PyList_SET_ITEM(roots, i, Py_NewRef(PyList_GET_ITEM(all, j)));
+    }
+    Py_DECREF(all);
+    uint8_t out[32];
+    if (trace_root_of(roots, args[1], out) < 0) {
+        Py_DECREF(roots);
+        return NULL;
+    }
+    return Py_BuildValue("(Ny#)", roots, (const char *)out, (Py_ssize_t)32);
+}
+
 static void
 Committer_dealloc(Committer *self)
 {
@@ -921,6 +975,8 @@ static PyMethodDef Committer_methods[] = {
     {"add", (PyCFunction)Committer_add, METH_O,
      "add(array) -> index: queue an int32/int64 array's tensor root. Do not modify the "
      "array until roots() returns."},
+    {"trace", (PyCFunction)(void (*)(void))Committer_trace, METH_FASTCALL,
+     "trace(order, suffixes) -> (roots in that order, their trace root)."},
     {"roots", (PyCFunction)Committer_roots, METH_NOARGS,
      "roots() -> list of the tensor roots of the added arrays, in order (waits for them)."},
     {NULL, NULL, 0, NULL},

@@ -6,6 +6,7 @@ that no intermediate overflows; when a proof fails they name the node and the re
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ _INT_TYPES = {
 
 class UnsupportedModelError(ModelError):
     """The model uses ops (or op settings) the deterministic runtime does not implement."""
+
+
+_RELU_FUSES_INTO = frozenset({"dense", "conv2d", "matmul"})
 
 
 class CompileContext:
@@ -125,6 +129,24 @@ class CompileContext:
         self.steps.append(Step(op, tuple(inputs), name, dict(attrs or {}), self.node.name))
         self.tensors[name] = tensor
         return tensor
+
+    def fuse_relu(self, name: str) -> bool:
+        """Fold a Relu of ``name`` into the step that just produced it, if that step is a
+        dense, conv2d or matmul whose output nothing else reads: one step instead of two,
+        and one tensor fewer to commit. Returns whether it did."""
+        last = self.steps[-1] if self.steps else None
+        if (
+            last is None
+            or last.output != name
+            or last.op not in _RELU_FUSES_INTO
+            or name in self.graph.outputs
+            or len(self.graph.consumers(name)) != 1
+        ):
+            return False
+        out = self.node.output[0]
+        self.tensors[out] = dataclasses.replace(self.tensors.pop(name), name=out)
+        self.steps[-1] = dataclasses.replace(last, output=out, attrs={**last.attrs, "relu": 1})
+        return True
 
     def alias(self, name: str, tensor: Tensor) -> None:
         """``name`` is the same tensor (Identity, float->float Cast): no step, no trace entry."""

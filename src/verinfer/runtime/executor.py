@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ class Execution:
     # Tensor roots under way on the native worker: per trace tensor, its job in the committer.
     committer: Any = field(default=None, repr=False)
     jobs: list[int] = field(default_factory=list, repr=False)
+    _trace: tuple[list[bytes], bytes] | None = field(default=None, repr=False)
 
     @property
     def outputs_q(self) -> list[NDArray[np.int32]]:
@@ -51,33 +52,36 @@ class Execution:
         return [dequantize(self.values[t.name], t.scale) for t in self.program.outputs]
 
     def trace_tensors(self) -> list[Tensor]:
-        """The committed tensors in order: the quantized inputs, then each step's output."""
+        """The committed tensors in order: each step's output. The inputs are not in the
+        trace: the request commits to them (its input hash or CID)."""
         p = self.program
-        return [*p.inputs, *(p.tensors[s.output] for s in p.steps)]
+        return [p.tensors[s.output] for s in p.steps]
 
-    @cached_property
+    @property
     def step_roots(self) -> list[str]:
-        return ["0x" + r.hex() for r in self._roots]
+        return ["0x" + r.hex() for r in self._commit()[0]]
 
-    @cached_property
-    def _roots(self) -> list[bytes]:
-        if self.committer is not None:
-            roots: list[bytes] = self.committer.roots()
-            self.committer = None
-            return [roots[j] for j in self.jobs]
-        shared = _plan(self.program).shared_roots
-        out: list[bytes] = []
-        for t, same in zip(self.trace_tensors(), shared, strict=True):
-            out.append(out[same] if same is not None else _root(self.values[t.name]))
-        return out
-
-    @cached_property
+    @property
     def trace_root(self) -> str:
+        return "0x" + self._commit()[1].hex()
+
+    def _commit(self) -> tuple[list[bytes], bytes]:
+        """Each step output's tensor root, and the trace root over them (made once)."""
+        if self._trace is not None:
+            return self._trace
         suffixes = _plan(self.program).leaf_suffixes
-        if native_commit is not None:
-            return "0x" + native_commit.trace_root(self._roots, suffixes).hex()
-        leaves = [keccak256(root + sfx) for root, sfx in zip(self._roots, suffixes, strict=True)]
-        return "0x" + commit_list(leaves).hex()  # the tensor_leaf of each, in a list
+        if self.committer is not None and suffixes:
+            roots, root = self.committer.trace(self.jobs, suffixes)
+            self.committer = None
+        else:
+            roots = []
+            for t, same in zip(self.trace_tensors(), _plan(self.program).shared_roots, strict=True):
+                roots.append(roots[same] if same is not None else _root(self.values[t.name]))
+            leaves = [keccak256(r + sfx) for r, sfx in zip(roots, suffixes, strict=True)]
+            # the tensor_leaf of each, in a list; no step computes anything: nothing to commit
+            root = commit_list(leaves) if leaves else bytes(32)
+        self._trace = (roots, root)
+        return self._trace
 
 
 def _root(values: IntArray) -> bytes:
@@ -161,17 +165,31 @@ def _saturating(
     return saturate(kernel(step, args, program), limit)
 
 
+def _then_relu(
+    run: FusedKernel, step: Step, args: list[IntArray], program: Program, limit: int
+) -> tuple[IntArray, int]:
+    """A dense/conv2d/matmul step with a fused Relu: max(0, saturated output)."""
+    out, clamped = run(step, args, program, limit)
+    np.maximum(out, 0, out=out)
+    return out, clamped
+
+
 def _plan(program: Program) -> _Plan:
     if program._plan:
         plan: _Plan = program._plan[0]
         return plan
-    position = {t.name: i for i, t in enumerate(program.inputs)}  # in the trace
-    shared: list[int | None] = [None] * len(program.inputs)
+    inputs = {t.name for t in program.inputs}
+    position: dict[str, int] = {}  # step output -> its place in the trace
+    shared: list[int | None] = []
     steps: list[_PlannedStep] = []
     for step in program.steps:
         out = program.tensors[step.output]
         run = FUSED.get(step.op) or partial(_saturating, KERNELS[step.op])
-        ins = tuple((n, None if n in position else program.const(n)) for n in step.inputs)
+        if step.attrs.get("relu"):
+            run = partial(_then_relu, run)
+        ins = tuple(
+            (n, None if n in position or n in inputs else program.const(n)) for n in step.inputs
+        )
         limit = ACT_MAX if out.kind == "fx" else INT32_MAX
         same = position.get(step.inputs[0]) if step.op in _SAME_VALUES_OPS else None
         steps.append((step, run, ins, out.shape, limit, same))
@@ -183,8 +201,8 @@ def _plan(program: Program) -> _Plan:
         steps=tuple(steps),
         shared_roots=tuple(shared),
         leaf_suffixes=tuple(
-            leaf_suffix(t.shape, t.scale)
-            for t in [*program.inputs, *(program.tensors[s.output] for s in program.steps)]
+            leaf_suffix(program.tensors[s.output].shape, program.tensors[s.output].scale)
+            for s in program.steps
         ),
     )
     program._plan.append(plan)
@@ -221,8 +239,6 @@ def _execute(
             saturated[tensor.name] = clamped
     committer = native_commit.Committer() if trace and native_commit is not None else None
     jobs: list[int] = []
-    if committer is not None:
-        jobs.extend(committer.add(_committable(values[t.name])) for t in program.inputs)
     for step, run, ins, shape, limit, same in plan.steps:
         args = [values[n] if c is None else c for n, c in ins]
         out, clamped = run(step, args, program, limit)
@@ -240,7 +256,7 @@ def _execute(
         log.warning("runtime.saturated", tensors=saturated)
     execution = Execution(program, values, saturated, committer, jobs)
     if trace:
-        _ = execution.trace_root  # joins the worker before BLAS threads return
+        execution._commit()  # joins the worker before BLAS threads return
     return execution
 
 

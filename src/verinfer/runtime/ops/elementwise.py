@@ -107,7 +107,8 @@ def lower_pow(node: onnx.NodeProto, ctx: CompileContext) -> None:
 @lowering("Relu")
 def lower_relu(node: onnx.NodeProto, ctx: CompileContext) -> None:
     x = ctx.tensor(node.input[0])
-    ctx.emit("relu", [x.name], scale=x.scale, bound=x.bound)
+    if not ctx.fuse_relu(x.name):
+        ctx.emit("relu", [x.name], scale=x.scale, bound=x.bound)
 
 
 @kernel("relu")
