@@ -123,6 +123,20 @@ def _int64(x: IntArray) -> bool:
     return x.dtype.char in "lq"
 
 
+def _out_hw(
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    pads: tuple[int, ...],
+) -> tuple[int, int]:
+    """Output height and width of a 2-D window op with (top, left, bottom, right) pads."""
+    (h, wd), (kh, kw), (sh, sw), (dh, dw) = size, kernel, strides, dilations
+    oh = (h + pads[0] + pads[2] - (kh - 1) * dh - 1) // sh + 1
+    ow = (wd + pads[1] + pads[3] - (kw - 1) * dw - 1) // sw + 1
+    return oh, ow
+
+
 def conv2d(
     x: IntArray,
     w: IntArray,
@@ -149,8 +163,7 @@ def conv2d(
         return None
     n, _, h, wd = x.shape
     m, _, kh, kw = w.shape
-    oh = (h + pads[0] + pads[2] - (kh - 1) * dh - 1) // sh + 1
-    ow = (wd + pads[1] + pads[3] - (kw - 1) * dw - 1) // sw + 1
+    oh, ow = _out_hw((h, wd), (kh, kw), (sh, sw), (dh, dw), pads)
     if oh < 1 or ow < 1:
         return None
     out = np.empty((n, m, oh, ow), dtype=np.int64)
@@ -199,8 +212,7 @@ def pool2d(
     ):
         return None
     n, c, h, wd = x.shape
-    oh = (h + pads[0] + pads[2] - (kh - 1) * dh - 1) // sh + 1
-    ow = (wd + pads[1] + pads[3] - (kw - 1) * dw - 1) // sw + 1
+    oh, ow = _out_hw((h, wd), (kh, kw), (sh, sw), (dh, dw), pads)
     if oh < 1 or ow < 1:
         return None
     out = np.empty((n, c, oh, ow), dtype=np.int64)
