@@ -12,15 +12,21 @@ import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 import {INodeRegistry} from "./interfaces/INodeRegistry.sol";
 import {IVerinferConsumer} from "./interfaces/IVerinferConsumer.sol";
 
+/// @notice The interface of an EZKL dedicated verifier (Halo2/KZG on BN254). Declared `view` so
+/// the coordinator calls it with STATICCALL: a verifier cannot change state or re-enter.
+interface IZkVerifier {
+    function verifyProof(bytes calldata proof, uint256[] calldata instances) external view returns (bool);
+}
+
 /// @title InferenceCoordinator
-/// @notice Escrowed inference requests in modes none and consensus, answered by staked nodes,
-/// delivered by callback, paid by pull payments.
+/// @notice Escrowed inference requests in modes none, consensus and zk, answered by staked
+/// nodes, delivered by callback, paid by pull payments.
 /// @dev The fee split, exactly (all divisions round down):
 ///   P = model price, F = node fee (the highest quote among all nodes eligible for the model and
 ///   mode at request time, whichever are picked: `quote` prices exactly that), k = redundancy,
 ///   B = P + k*F, T = B * protocolFeeBps / 10,000, escrow E = B + T.
 ///   On delivery: royalty R = P * royaltyBps / 10,000 (the model's bps at request time) to the
-///   model token's owner; T to the treasury; each agreeing node (mode none: the answering node)
+///   model token's owner; T to the treasury; each agreeing node (modes none and zk: the answering node)
 ///   gets F + floor((P - R) / a), a = number of agreeing nodes, and the first agreeing node in
 ///   assignment order also gets the division remainder; (k - a) * F goes back to the requester.
 ///   Without delivery (refund, or consensus without majority) the requester gets E back.
@@ -34,9 +40,15 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
 
     uint8 public constant MODE_NONE = 1;
     uint8 public constant MODE_CONSENSUS = 2;
+    uint8 public constant MODE_ZK = 8;
+    /// @notice The BN254 scalar field order: zk public instances are elements of this field.
+    uint256 public constant FIELD_MODULUS =
+        21888242871839275222246405745257275088548364400416034343698204186575808495617;
     uint8 public constant MIN_CONSENSUS_REDUNDANCY = 3;
     uint8 public constant MAX_REDUNDANCY = 7;
     uint256 public constant MAX_INPUT_BYTES = 16 * 1024;
+    /// @dev TensorCodec's inline kind byte.
+    uint8 private constant INLINE = 0x01;
     uint32 public constant MAX_CALLBACK_GAS = 2_000_000;
     /// @notice Gas kept back beyond the callback's for the work after it (events, bookkeeping).
     uint256 public constant CALLBACK_GAS_MARGIN = 30_000;
@@ -60,8 +72,9 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// one slot), the assigned nodes 2..k-1 (one slot each) and, while its ballot is open, the
     /// commitments.
     /// The input is not stored, nor is its hash: the bytes travel in InferenceRequested, where
-    /// anyone can hash them, and neither mode none nor consensus checks them on-chain (a mode
-    /// that does, such as optimistic fraud proofs or zk, stores keccak256(input) itself).
+    /// anyone can hash them, and neither mode none nor consensus checks them on-chain. Mode zk
+    /// does (the proof's public instances are the input), so it stores keccak256(input) in
+    /// `_inputHashes` until the request settles.
     struct Job {
         address assigned0;
         uint32 profile; // id in _profiles
@@ -163,6 +176,8 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// deleted when the ballot closes (gas refund).
     mapping(uint256 requestId => bytes32[MAX_REDUNDANCY]) private _hashes;
     mapping(address account => uint256) private _balances;
+    /// @dev Zk mode only: keccak256 of the request's input, deleted at settlement (gas refund).
+    mapping(uint256 requestId => bytes32) private _inputHashes;
 
     /// @param modelRegistry The ModelRegistry.
     /// @param nodeRegistry The NodeRegistry (this contract must be authorized there to slash).
@@ -210,6 +225,12 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         Params memory params = _params;
         requestId = ++params.lastId;
         _params.lastId = params.lastId;
+        if (mode == MODE_ZK) {
+            // The proof's public instances are the input values: they must be on-chain.
+            uint8 kind = uint8(input[0]);
+            if (kind != INLINE) revert VerinferZkInputNotInline(kind);
+            _inputHashes[requestId] = keccak256(input);
+        }
         Order memory order = Order(modelId, mode, redundancy, deadline, callbackGasLimit, maxFee, 0, 0);
         uint256 fee = _open(requestId, order, params, input);
         _token.safeTransferFrom(msg.sender, address(this), fee);
@@ -231,22 +252,32 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// may, and the assigned node is slashed the no-show amount (to the requester). Needs enough
     /// gas for the callback: gasleft() >= callbackGasLimit * 64 / 63 + CALLBACK_GAS_MARGIN.
     function fulfil(uint256 requestId, bytes calldata output) external nonReentrant {
-        (Job storage job, Job memory r, Profile memory profile) = _loadNone(requestId);
-        if (r.status != Status.Pending) revert VerinferWrongStatus(requestId, r.status);
-        if (block.timestamp > _deadline(r)) revert VerinferDeadlinePassed(requestId);
-        bool late = msg.sender != r.assigned0;
-        if (late) {
-            if (block.timestamp < r.assignedUntil) revert VerinferNotAssigned(requestId, msg.sender);
-            if (!_nodes.isEligible(msg.sender, profile.modelId, MODE_NONE)) {
-                revert VerinferNotEligible(requestId, msg.sender);
-            }
-        }
-        Settlement memory s = _settlement(requestId, profile, 1);
-        job.status = Status.Fulfilled;
-        _payDelivery(s, msg.sender, 1);
-        if (late) s.toRequester += _slash(r.assigned0, _slashing.noShow, "no-show");
-        _credit(s.requester, s.toRequester);
-        _deliver(requestId, profile.requester, profile.callbackGasLimit, output);
+        (Job storage job, Job memory r, Profile memory profile) = _loadSingle(requestId, MODE_NONE);
+        bool late = _checkAnswer(requestId, r, profile.modelId, MODE_NONE);
+        _settleSingle(requestId, job, r, profile, late, output);
+    }
+
+    // ---------------------------------------------------------------- mode zk
+
+    /// @inheritdoc IInferenceCoordinator
+    /// @dev The same rules as `fulfil` (assigned node first, any eligible zk node after
+    /// `assignedUntil`, which slashes the assigned node the no-show amount), plus the proof.
+    /// The public instances are built here from `input` (checked against the request's hash) and
+    /// `output`, so the verifier checks exactly what is delivered. An invalid proof reverts with
+    /// VerinferInvalidProof instead of slashing: the proof is checked atomically in this
+    /// transaction, so nothing was claimed and there is nothing to dispute; the node may retry
+    /// before the deadline, and a node that never delivers is slashed by the deadline path
+    /// (`refund`), as in mode none. The verifier is called with STATICCALL.
+    function fulfilZk(uint256 requestId, bytes calldata input, bytes calldata output, bytes calldata proof)
+        external
+        nonReentrant
+    {
+        (Job storage job, Job memory r, Profile memory profile) = _loadSingle(requestId, MODE_ZK);
+        bool late = _checkAnswer(requestId, r, profile.modelId, MODE_ZK);
+        if (keccak256(input) != _inputHashes[requestId]) revert VerinferInputMismatch(requestId);
+        _verifyZk(requestId, profile.modelId, input, output, proof);
+        delete _inputHashes[requestId];
+        _settleSingle(requestId, job, r, profile, late, output);
     }
 
     // ---------------------------------------------------------------- mode consensus
@@ -335,7 +366,9 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
             _close(requestId, job, r, panel);
             return;
         }
-        Settlement memory s = _settlement(requestId, _profiles[r.profile], 1);
+        Profile memory profile = _profiles[r.profile];
+        if (profile.mode == MODE_ZK) delete _inputHashes[requestId];
+        Settlement memory s = _settlement(requestId, profile, 1);
         job.status = Status.Refunded;
         uint256 escrow = _escrow(s);
         uint256 slashed = _slash(r.assigned0, _slashing.noShow, "no-show");
@@ -405,7 +438,8 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
             assignedUntil: job.assignedUntil,
             revealDeadline: revealDeadline,
             modelId: profile.modelId,
-            inputHash: bytes32(0) // not stored in modes none and consensus (see Job)
+            // Zk mode only, until settlement; not stored in modes none and consensus (see Job).
+            inputHash: profile.mode == MODE_ZK ? _inputHashes[requestId] : bytes32(0)
         });
     }
 
@@ -456,7 +490,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     // ---------------------------------------------------------------- internals: opening
 
     function _checkRedundancy(uint8 mode, uint8 redundancy) private pure {
-        if (mode == MODE_NONE) {
+        if (mode == MODE_NONE || mode == MODE_ZK) {
             if (redundancy != 1) revert VerinferInvalidRedundancy(redundancy);
         } else if (mode == MODE_CONSENSUS) {
             if (redundancy < MIN_CONSENSUS_REDUNDANCY || redundancy > MAX_REDUNDANCY || redundancy % 2 == 0) {
@@ -566,7 +600,8 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
 
     // ---------------------------------------------------------------- internals: settling
 
-    function _loadNone(uint256 requestId)
+    /// @dev A single-node request (mode none or zk) in `mode`.
+    function _loadSingle(uint256 requestId, uint8 mode)
         private
         view
         returns (Job storage job, Job memory r, Profile memory profile)
@@ -575,7 +610,138 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         r = job;
         if (r.status == Status.None) revert VerinferUnknownRequest(requestId);
         profile = _profiles[r.profile];
-        if (profile.mode != MODE_NONE) revert VerinferWrongMode(requestId, profile.mode);
+        if (profile.mode != mode) revert VerinferWrongMode(requestId, profile.mode);
+    }
+
+    /// @dev Checks that the caller may answer a single-node request now; returns whether it is a
+    /// late answer by another eligible node (which slashes the assigned node).
+    function _checkAnswer(uint256 requestId, Job memory r, uint256 modelId, uint8 mode)
+        private
+        view
+        returns (bool late)
+    {
+        if (r.status != Status.Pending) revert VerinferWrongStatus(requestId, r.status);
+        if (block.timestamp > _deadline(r)) revert VerinferDeadlinePassed(requestId);
+        late = msg.sender != r.assigned0;
+        if (late) {
+            if (block.timestamp < r.assignedUntil) revert VerinferNotAssigned(requestId, msg.sender);
+            if (!_nodes.isEligible(msg.sender, modelId, mode)) revert VerinferNotEligible(requestId, msg.sender);
+        }
+    }
+
+    /// @dev Settles a delivered single-node request: pays the caller, the owner and the
+    /// treasury, slashes a no-show, then calls the requester back.
+    function _settleSingle(
+        uint256 requestId,
+        Job storage job,
+        Job memory r,
+        Profile memory profile,
+        bool late,
+        bytes calldata output
+    ) private {
+        Settlement memory s = _settlement(requestId, profile, 1);
+        job.status = Status.Fulfilled;
+        _payDelivery(s, msg.sender, 1);
+        if (late) s.toRequester += _slash(r.assigned0, _slashing.noShow, "no-show");
+        _credit(s.requester, s.toRequester);
+        _deliver(requestId, profile.requester, profile.callbackGasLimit, output);
+    }
+
+    // ---------------------------------------------------------------- internals: zk
+
+    /// @dev Checks `proof` with the model's verifier over the instances (input values, then
+    /// output values, as field elements); reverts VerinferInvalidProof if it reverts or says no.
+    function _verifyZk(
+        uint256 requestId,
+        uint256 modelId,
+        bytes calldata input,
+        bytes calldata output,
+        bytes calldata proof
+    ) private view {
+        (address verifier, int8 inScale, int8 outScale) = _models.zkConfig(modelId);
+        uint256 nIn = _singleTensor(requestId, input, inScale, false);
+        uint256 nOut = _singleTensor(requestId, output, outScale, true);
+        if (!_callVerifier(verifier, proof, input, output, nIn + nOut)) revert VerinferInvalidProof(requestId);
+    }
+
+    // Assembly in the three functions below because this is the zk path's hot loop: writing
+    // each value straight into the ABI-encoded calldata of the call costs ~40 gas a value,
+    // where building a uint256[] in Solidity and ABI-encoding it (bounds-checked slices,
+    // checked arithmetic, a second copy) cost several times that. It also bounds what the
+    // verifier can make us copy: at most 32 bytes of returndata, into scratch space (no
+    // returndata bomb). The call buffer is built past the free memory pointer and abandoned
+    // after the call (temporary use of free memory, hence memory-safe).
+
+    /// @dev `verifier.verifyProof(proof, instances) == true`, where the `n` instances are the
+    /// int32 values of `input`'s single tensor and then those of `output`'s, each as a field
+    /// element (v >= 0 ? v : FIELD_MODULUS - |v|). A revert, or any answer but true, is false.
+    /// STATICCALL: the verifier cannot change state or re-enter. The callers checked both
+    /// tensors (inline, one tensor, 6 + 4 * count bytes).
+    function _callVerifier(
+        address verifier,
+        bytes calldata proof,
+        bytes calldata input,
+        bytes calldata output,
+        uint256 n
+    ) private view returns (bool ok) {
+        (uint256 ptr, uint256 p) = _verifyHeader(proof, n);
+        p = _putFelts(p, input);
+        p = _putFelts(p, output);
+        assembly ("memory-safe") {
+            mstore(0, 0)
+            ok := staticcall(gas(), verifier, ptr, sub(p, ptr), 0, 0x20)
+            ok := and(ok, and(gt(returndatasize(), 0x1f), eq(mload(0), 1)))
+        }
+    }
+
+    /// @dev Writes, from the free memory pointer `ptr`, the calldata of verifyProof(bytes,
+    /// uint256[]) up to the instances: selector | 0x40 | offset of the array | proof.length |
+    /// proof (zero-padded) | n. Returns `ptr` and where the first instance goes.
+    function _verifyHeader(bytes calldata proof, uint256 n) private pure returns (uint256 ptr, uint256 p) {
+        bytes4 selector = IZkVerifier.verifyProof.selector;
+        assembly ("memory-safe") {
+            ptr := mload(0x40)
+            let padded := and(add(proof.length, 31), not(31))
+            mstore(ptr, selector)
+            mstore(add(ptr, 0x04), 0x40)
+            mstore(add(ptr, 0x24), add(0x60, padded))
+            mstore(add(ptr, 0x44), proof.length)
+            if padded { mstore(add(ptr, add(0x44, padded)), 0) } // the last word's padding
+            calldatacopy(add(ptr, 0x64), proof.offset, proof.length)
+            p := add(add(ptr, 0x64), padded)
+            mstore(p, n)
+            p := add(p, 0x20)
+        }
+    }
+
+    /// @dev Writes the values of the single inline tensor `data` (4 big-endian bytes each from
+    /// offset 6) at `p` as field elements; returns the end. A negative v, sign-extended to 256
+    /// bits, plus FIELD_MODULUS wraps to FIELD_MODULUS - |v|.
+    function _putFelts(uint256 p, bytes calldata data) private pure returns (uint256) {
+        assembly ("memory-safe") {
+            let src := add(data.offset, 6)
+            for { let end := add(data.offset, data.length) } lt(src, end) { src := add(src, 4) } {
+                let v := signextend(3, shr(224, calldataload(src)))
+                if slt(v, 0) { v := add(v, FIELD_MODULUS) }
+                mstore(p, v)
+                p := add(p, 0x20)
+            }
+        }
+        return p;
+    }
+
+    /// @dev Checks that `data` is inline (TensorCodec) with exactly one tensor at `scale`;
+    /// returns its value count. Layout: kind | scale | uint32 count | count int32 values.
+    function _singleTensor(uint256 requestId, bytes calldata data, int8 scale, bool isOutput)
+        private
+        pure
+        returns (uint256 count)
+    {
+        if (data.length < 6 || uint8(data[0]) != INLINE) revert VerinferZkMalformedTensor(requestId, isOutput);
+        count = uint32(bytes4(data[2:6]));
+        if (data.length != 6 + 4 * count) revert VerinferZkMalformedTensor(requestId, isOutput);
+        int8 got = int8(uint8(data[1]));
+        if (got != scale) revert VerinferZkScaleMismatch(requestId, isOutput, scale, got);
     }
 
     /// @dev Only consensus requests have a Panel (k != 0); the other mode is none.

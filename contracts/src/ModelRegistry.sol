@@ -27,6 +27,8 @@ contract ModelRegistry is ERC721, IModelRegistry {
         _checkShapes(input.outputShapes, "outputShapes");
         _checkRoyalty(input.royaltyBps);
         _checkModes(input.modes);
+        bool hasCircuit = _checkCircuit(input.zk);
+        if (input.modes & MODE_ZK != 0 && !hasCircuit) revert VerinferZkCircuitMissing();
         if (input.parent != 0 && input.parent > _count) revert VerinferUnknownParent(input.parent);
 
         modelId = ++_count;
@@ -40,7 +42,7 @@ contract ModelRegistry is ERC721, IModelRegistry {
         m.price = input.price;
         m.royaltyBps = input.royaltyBps;
         m.modes = input.modes;
-        m.zkVerifier = input.zkVerifier;
+        if (hasCircuit) m.zk = input.zk;
         m.parent = input.parent;
         m.license = input.license;
         m.metadataURI = input.metadataURI;
@@ -72,6 +74,8 @@ contract ModelRegistry is ERC721, IModelRegistry {
     function setModes(uint256 modelId, uint8 modes) external {
         _checkCaller(modelId);
         _checkModes(modes);
+        // A stored circuit is all zero or complete (checked at registration).
+        if (modes & MODE_ZK != 0 && _models[modelId].zk.verifier == address(0)) revert VerinferZkCircuitMissing();
         uint8 old = _models[modelId].modes;
         _models[modelId].modes = modes;
         emit ModesUpdated(modelId, old, modes);
@@ -118,6 +122,15 @@ contract ModelRegistry is ERC721, IModelRegistry {
     }
 
     /// @inheritdoc IModelRegistry
+    function zkConfig(uint256 modelId) external view returns (address verifier, int8 inputScale, int8 outputScale) {
+        ZkCircuit storage z = _models[modelId].zk;
+        (verifier, inputScale, outputScale) = (z.verifier, z.inputScale, z.outputScale);
+        // A zk-mode model always has a verifier, so the coordinator's call reads one slot; only
+        // an answer of "no circuit" pays for the existence check.
+        if (verifier == address(0)) _checkExists(modelId);
+    }
+
+    /// @inheritdoc IModelRegistry
     function modelCount() external view returns (uint256) {
         return _count;
     }
@@ -144,6 +157,18 @@ contract ModelRegistry is ERC721, IModelRegistry {
 
     function _checkModes(uint8 modes) private pure {
         if (modes == 0 || modes > ALL_MODES) revert VerinferInvalidModes(modes);
+    }
+
+    /// @dev Whether `zk` is a circuit (false if all zero); reverts if it is only partly given.
+    function _checkCircuit(ZkCircuit calldata zk) private view returns (bool) {
+        bool empty = zk.verifier == address(0) && zk.inputScale == 0 && zk.outputScale == 0
+            && zk.vkHash == 0 && zk.settingsHash == 0 && bytes(zk.artifactsCid).length == 0;
+        if (empty) return false;
+        if (zk.verifier.code.length == 0) revert VerinferInvalidZkCircuit("verifier");
+        if (zk.vkHash == 0) revert VerinferInvalidZkCircuit("vkHash");
+        if (zk.settingsHash == 0) revert VerinferInvalidZkCircuit("settingsHash");
+        if (bytes(zk.artifactsCid).length == 0) revert VerinferInvalidZkCircuit("artifactsCid");
+        return true;
     }
 
     /// @dev solc's legacy code generator cannot copy nested calldata arrays to storage at once.

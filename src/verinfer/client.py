@@ -144,8 +144,10 @@ class InferenceClient:
         """Pay for and send a request; with ``wait``, block until it settles."""
         m = InferenceMode.parse(mode)
         k = redundancy if redundancy is not None else (3 if m == InferenceMode.CONSENSUS else 1)
-        if m == InferenceMode.NONE and k != 1:
-            raise ConfigError("mode none is answered by one node: redundancy must be 1")
+        if m in (InferenceMode.NONE, InferenceMode.ZK) and k != 1:
+            raise ConfigError(
+                f"mode {m.name.lower()} is answered by one node: redundancy must be 1"
+            )
         data = self.encode_inputs(model_id, inputs)
         fee = self.coordinator.quote(model_id, m, k)
         if max_fee is None:
@@ -199,7 +201,8 @@ class InferenceClient:
     def _result(self, info: RequestInfo) -> RequestResult:
         result = RequestResult(
             request_id=info.request_id, model_id=info.model_id,
-            mode=InferenceMode(info.mode).name.lower() if info.mode in (1, 2) else str(info.mode),
+            mode=InferenceMode(info.mode).name.lower()
+            if info.mode in set(InferenceMode) else str(info.mode),
             status=info.status.name.lower(), fee=info.escrow, deadline=info.deadline,
         )  # fmt: skip
         if not info.status.settled:

@@ -15,6 +15,7 @@ from verinfer.errors import ModelError
 from verinfer.models.registry import (
     InvalidModelFieldError,
     InvalidModesError,
+    InvalidZkCircuitError,
     Mode,
     ModelInput,
     NotModelOwnerError,
@@ -22,6 +23,8 @@ from verinfer.models.registry import (
     RoyaltyTooHighError,
     UnknownModelError,
     UnknownParentError,
+    ZkCircuit,
+    ZkCircuitMissingError,
 )
 
 pytestmark = pytest.mark.integration
@@ -29,11 +32,23 @@ pytestmark = pytest.mark.integration
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
 
-def sample(**overrides: Any) -> ModelInput:
+def circuit(verifier: str, **overrides: Any) -> ZkCircuit:
+    """A complete zk circuit; the registry checks only that the verifier has code."""
+    fields: dict[str, Any] = dict(
+        verifier=verifier, input_scale=7, output_scale=-2, vk_hash="0x" + "11" * 32,
+        settings_hash="0x" + "22" * 32, artifacts_cid=CID,
+    )  # fmt: skip
+    fields.update(overrides)
+    return ZkCircuit(**fields)
+
+
+def sample(registry: RegistryClient, **overrides: Any) -> ModelInput:
+    """A model with modes none and zk, whose circuit's verifier is the registry itself (any
+    contract will do for the registry)."""
     fields: dict[str, Any] = dict(
         name="digits", cid=CID, input_shapes=[[1, 64]], output_shapes=[[1, 10]],
         price=10_000, royalty_bps=500, modes=Mode.NONE | Mode.ZK, license="MIT",
-        metadata_uri="ipfs://card",
+        metadata_uri="ipfs://card", zk=circuit(registry.contract.address),
     )  # fmt: skip
     fields.update(overrides)
     return ModelInput(**fields)
@@ -58,7 +73,7 @@ def events(registry: RegistryClient, name: str, receipt: TxReceipt) -> list[dict
 
 
 def test_register_round_trips_every_field(registry: RegistryClient) -> None:
-    model_id, receipt = registry.register(sample(parent=0))
+    model_id, receipt = registry.register(sample(registry, parent=0))
     assert model_id == 1
     record = registry.get(model_id)
     assert record.owner == dev_account(0).address
@@ -83,18 +98,18 @@ def test_register_round_trips_every_field(registry: RegistryClient) -> None:
 
 
 def test_lineage_links_to_an_existing_parent(registry: RegistryClient) -> None:
-    base, _ = registry.register(sample())
-    child, receipt = registry.register(sample(name="digits-ft", parent=base))
+    base, _ = registry.register(sample(registry))
+    child, receipt = registry.register(sample(registry, name="digits-ft", parent=base))
     assert registry.get(child).parent == base
     assert events(registry, "ModelRegistered", receipt)[0]["parent"] == base
     with pytest.raises(UnknownParentError) as err:
-        registry.register(sample(parent=99))
+        registry.register(sample(registry, parent=99))
     assert err.value.args_by_name == {"parent": 99}
     assert registry.count() == 2
 
 
 def test_terms_updates_emit_events(registry: RegistryClient) -> None:
-    model_id, _ = registry.register(sample())
+    model_id, _ = registry.register(sample(registry))
     r = registry.set_price(model_id, 42)
     assert events(registry, "PriceUpdated", r) == [
         {"modelId": model_id, "oldPrice": 10_000, "newPrice": 42}
@@ -124,7 +139,7 @@ def test_terms_updates_emit_events(registry: RegistryClient) -> None:
 
 
 def test_only_the_owner_or_an_approved_operator_updates(registry: RegistryClient) -> None:
-    model_id, _ = registry.register(sample())
+    model_id, _ = registry.register(sample(registry))
     stranger = as_user(registry, 1)
     for update in (
         lambda: stranger.set_price(model_id, 1),
@@ -143,7 +158,7 @@ def test_only_the_owner_or_an_approved_operator_updates(registry: RegistryClient
 
 
 def test_transferring_the_token_moves_the_royalty_stream(registry: RegistryClient) -> None:
-    model_id, _ = registry.register(sample(royalty_bps=250))
+    model_id, _ = registry.register(sample(registry, royalty_bps=250))
     assert registry.royalty(model_id, 1_000_000) == (dev_account(0).address, 25_000)
     fn = registry.contract.functions.transferFrom(
         dev_account(0).address, dev_account(2).address, model_id
@@ -163,29 +178,34 @@ def test_bad_registrations_revert_with_typed_errors(registry: RegistryClient) ->
         registry.chain.transact(contract_fn(model.as_tuple()))
 
     with pytest.raises(RoyaltyTooHighError) as royalty:
-        raw(sample(royalty_bps=10_001))
+        raw(sample(registry, royalty_bps=10_001))
     assert royalty.value.args_by_name == {"royaltyBps": 10_001, "maxBps": 10_000}
     assert royalty.value.hint
     with pytest.raises(InvalidModesError):
-        raw(sample(modes=Mode(0)))
+        raw(sample(registry, modes=Mode(0)))
     with pytest.raises(InvalidModesError):
         registry.chain.transact(
-            contract_fn(sample().as_tuple()[:8] + (16,) + sample().as_tuple()[9:])
+            contract_fn(sample(registry).as_tuple()[:8] + (16,) + sample(registry).as_tuple()[9:])
         )
     with pytest.raises(InvalidModelFieldError) as empty:
-        raw(sample(cid=""))
+        raw(sample(registry, cid=""))
     assert empty.value.args_by_name == {"field": "cid"}
     with pytest.raises(InvalidModelFieldError) as shape:
-        raw(sample(output_shapes=[[1, 0]]))
+        raw(sample(registry, output_shapes=[[1, 0]]))
     assert shape.value.args_by_name == {"field": "outputShapes", "index": 0}
     with pytest.raises(InvalidModelFieldError):
-        raw(sample(input_shapes=[]))
+        raw(sample(registry, input_shapes=[]))
     assert registry.count() == 0
 
 
 def test_client_validation_refuses_before_sending(registry: RegistryClient) -> None:
     nonce = registry.chain.w3.eth.get_transaction_count(dev_account(0).address)
-    for bad in (sample(royalty_bps=10_001), sample(price=-1), sample(name=" "), sample(parent=-1)):
+    for bad in (
+        sample(registry, royalty_bps=10_001),
+        sample(registry, price=-1),
+        sample(registry, name=" "),
+        sample(registry, parent=-1),
+    ):
         with pytest.raises(ModelError):
             registry.register(bad)
     assert registry.chain.w3.eth.get_transaction_count(dev_account(0).address) == nonce
@@ -202,3 +222,65 @@ def test_unknown_model_reads_are_typed(registry: RegistryClient) -> None:
     with pytest.raises(UnknownParentError):
         registry.check_parent(3)
     registry.check_parent(0)
+
+
+def test_zk_circuit_round_trips_and_zk_config_reads_it(registry: RegistryClient) -> None:
+    model_id, _ = registry.register(sample(registry))
+    record = registry.get(model_id)
+    assert record.zk == circuit(registry.contract.address)
+    assert registry.zk_config(model_id) == (registry.contract.address, 7, -2)
+    assert record.to_dict()["zk"]["artifacts_cid"] == CID
+    # No circuit: all zero, and the existence check still applies.
+    plain, _ = registry.register(sample(registry, modes=Mode.NONE, zk=ZkCircuit()))
+    assert registry.get(plain).zk == ZkCircuit() and registry.get(plain).zk.empty
+    assert registry.zk_config(plain) == ("0x" + "00" * 20, 0, 0)
+    for unknown in (0, 99):
+        with pytest.raises(UnknownModelError) as err:
+            registry.zk_config(unknown)
+        assert err.value.args_by_name == {"modelId": unknown}
+
+
+def test_zk_mode_needs_a_complete_circuit(registry: RegistryClient) -> None:
+    contract_fn = registry.contract.functions.register
+
+    def raw(model: ModelInput) -> None:  # bypasses client-side validation
+        registry.chain.transact(contract_fn(model.as_tuple()))
+
+    with pytest.raises(ZkCircuitMissingError):
+        raw(sample(registry, zk=ZkCircuit()))
+    verifier = registry.contract.address
+    for field, bad in (
+        ("verifier", circuit(dev_account(3).address)),  # an account without code
+        ("verifier", circuit("0x" + "00" * 20)),
+        ("vkHash", circuit(verifier, vk_hash="0x" + "00" * 32)),
+        ("settingsHash", circuit(verifier, settings_hash="0x" + "00" * 32)),
+        ("artifactsCid", circuit(verifier, artifacts_cid="")),
+    ):
+        # A partial circuit is refused with or without mode zk.
+        for modes in (Mode.NONE | Mode.ZK, Mode.NONE):
+            with pytest.raises(InvalidZkCircuitError) as err:
+                raw(sample(registry, modes=modes, zk=bad))
+            assert err.value.args_by_name == {"field": field}
+    assert registry.count() == 0
+    # The client refuses the same before sending anything.
+    nonce = registry.chain.w3.eth.get_transaction_count(dev_account(0).address)
+    with pytest.raises(ZkCircuitMissingError):
+        registry.register(sample(registry, zk=ZkCircuit()))
+    with pytest.raises(ModelError, match="vk_hash"):
+        registry.register(sample(registry, zk=circuit(verifier, vk_hash="0x" + "00" * 32)))
+    with pytest.raises(ModelError, match="int8"):
+        registry.register(sample(registry, zk=circuit(verifier, input_scale=128)))
+    assert registry.chain.w3.eth.get_transaction_count(dev_account(0).address) == nonce
+
+
+def test_set_modes_enables_zk_only_with_a_circuit(registry: RegistryClient) -> None:
+    plain, _ = registry.register(sample(registry, modes=Mode.NONE, zk=ZkCircuit()))
+    with pytest.raises(ZkCircuitMissingError):
+        registry.set_modes(plain, Mode.NONE | Mode.ZK)
+    assert registry.get(plain).modes == ["none"]
+    # A circuit registered without mode zk may be enabled later, and disabled again.
+    later, _ = registry.register(sample(registry, modes=Mode.NONE))
+    registry.set_modes(later, Mode.NONE | Mode.ZK)
+    assert registry.get(later).modes == ["none", "zk"]
+    registry.set_modes(later, Mode.NONE)
+    assert registry.get(later).zk == circuit(registry.contract.address)

@@ -3,7 +3,8 @@ pragma solidity ^0.8.24;
 
 /// @title IInferenceCoordinator
 /// @notice Escrowed inference requests answered by staked nodes. Modes: 1 none (one node's
-/// word), 2 consensus (k nodes commit-reveal, majority delivered). Payments are pull-based.
+/// word), 2 consensus (k nodes commit-reveal, majority delivered), 8 zk (one node's output with
+/// a zk proof of the model's circuit, checked on delivery). Payments are pull-based.
 interface IInferenceCoordinator {
     enum Status {
         None,
@@ -28,7 +29,7 @@ interface IInferenceCoordinator {
         uint64 assignedUntil; // only assigned nodes may answer before this time
         uint64 revealDeadline; // consensus: reveals after this are too late
         uint256 modelId;
-        bytes32 inputHash; // 0 in modes none and consensus: only the event carries the input
+        bytes32 inputHash; // zk: keccak256(input) until settled; 0 in modes none and consensus
     }
 
     /// @notice Consensus bookkeeping: bit i is the i-th assigned node (assignment order).
@@ -86,16 +87,26 @@ interface IInferenceCoordinator {
     error VerinferInsufficientGas(uint256 available, uint256 required);
     error VerinferNothingToWithdraw(address account);
     error VerinferInvalidConfig(string field);
+    /// @notice Zk mode: the input must be inline (TensorCodec kind 0x01), not `kind`.
+    error VerinferZkInputNotInline(uint8 kind);
+    /// @notice Zk mode: `fulfilZk`'s input is not the request's (its keccak256 differs).
+    error VerinferInputMismatch(uint256 requestId);
+    /// @notice Zk mode: the input (isOutput false) or output is not inline with exactly one tensor.
+    error VerinferZkMalformedTensor(uint256 requestId, bool isOutput);
+    /// @notice Zk mode: the input (isOutput false) or output tensor's scale is not the circuit's.
+    error VerinferZkScaleMismatch(uint256 requestId, bool isOutput, int8 expected, int8 got);
+    /// @notice Zk mode: the verifier rejected the proof (it reverted or returned false).
+    error VerinferInvalidProof(uint256 requestId);
 
     /// @notice Ask model `modelId` for an output. Pulls the fee (model price + node fee(s) +
     /// protocol fee) from the caller, which must be at most `maxFee`.
     /// @param modelId The ModelRegistry id.
     /// @param input The input tensors in the verinfer tensor encoding (see TensorCodec).
-    /// @param mode 1 (none) or 2 (consensus).
+    /// @param mode 1 (none), 2 (consensus) or 8 (zk: the input must be inline).
     /// @param maxFee The most the caller pays; `quote` gives a fee that never fails.
     /// @param deadline Unix time after which an unanswered request is refundable.
     /// @param callbackGasLimit Gas for the `onInference` callback (contracts only).
-    /// @param redundancy 1 for none; odd 3..7 for consensus.
+    /// @param redundancy 1 for none and zk; odd 3..7 for consensus.
     /// @return requestId The new request's id (ids start at 1).
     function request(
         uint256 modelId,
@@ -109,6 +120,16 @@ interface IInferenceCoordinator {
 
     /// @notice Mode none: deliver the output (assigned node first, any eligible node after).
     function fulfil(uint256 requestId, bytes calldata output) external;
+
+    /// @notice Mode zk: deliver `output` with a proof that the model's circuit maps `input` (the
+    /// request's input) to it. Reverts with VerinferInvalidProof, paying nothing, if the model's
+    /// verifier rejects the proof; the same node rules as `fulfil`.
+    /// @param requestId The request.
+    /// @param input The request's input bytes (their keccak256 is checked).
+    /// @param output The output: inline, one tensor at the circuit's output scale.
+    /// @param proof The EZKL proof bytes for the verifier.
+    function fulfilZk(uint256 requestId, bytes calldata input, bytes calldata output, bytes calldata proof)
+        external;
 
     /// @notice Mode consensus: commit keccak256(abi.encode(requestId, node, output, salt)).
     function commit(uint256 requestId, bytes32 commitment) external;

@@ -7,6 +7,18 @@ pragma solidity ^0.8.24;
 /// Content fields (what the model *is*) never change: a new version is a new model whose
 /// `parent` points at the old one. Terms (price, royalty, modes, deprecation) are owner-updatable.
 interface IModelRegistry {
+    /// @notice The zk circuit of a model (EZKL, Halo2/KZG): what a zk-mode proof is checked
+    /// against. All zero means "no circuit"; a model with MODE_ZK needs a complete one. The
+    /// verifier and both scales share one storage slot (`zkConfig` reads only that slot).
+    struct ZkCircuit {
+        address verifier; // the circuit's dedicated EZKL verifier contract
+        int8 inputScale; // fixed-point scale of the input instances (value = q / 2^scale)
+        int8 outputScale; // fixed-point scale of the output instances
+        bytes32 vkHash; // keccak256 of the verifying key bytes in the store
+        bytes32 settingsHash; // keccak256 of the EZKL settings bytes in the store
+        string artifactsCid; // CID of the ZkArtifacts JSON in the content-addressed store
+    }
+
     /// @notice What a registrant supplies. Content fields are immutable after registration.
     struct ModelInput {
         string name;
@@ -18,7 +30,7 @@ interface IModelRegistry {
         uint256 price; // per inference, in payment-token units
         uint16 royaltyBps; // share of each fee paid to the token owner
         uint8 modes; // bitmask of allowed verification modes
-        address zkVerifier; // verifier contract for zk mode (0 if none)
+        ZkCircuit zk; // the zk circuit (all zero if none; required with MODE_ZK)
         uint256 parent; // model this one derives from (0 = none)
         string license; // SPDX id or URL
         string metadataURI; // model card, returned as tokenURI
@@ -36,7 +48,7 @@ interface IModelRegistry {
         uint16 royaltyBps;
         uint8 modes;
         bool deprecated;
-        address zkVerifier;
+        ZkCircuit zk;
         uint256 parent;
         string license;
         string metadataURI;
@@ -58,6 +70,11 @@ interface IModelRegistry {
     error VerinferInvalidModes(uint8 modes);
     error VerinferEmptyField(string field);
     error VerinferInvalidShape(string field, uint256 index);
+    /// @notice MODE_ZK needs a zk circuit, and the model has none.
+    error VerinferZkCircuitMissing();
+    /// @notice A zk circuit was given but `field` is missing (zero, empty, or a verifier without
+    /// code): a circuit is either all zero or complete.
+    error VerinferInvalidZkCircuit(string field);
 
     /// @notice Register a model and mint its token to the caller.
     /// @return modelId The new model's id (ids start at 1).
@@ -69,7 +86,8 @@ interface IModelRegistry {
     /// @notice Set the royalty share in basis points (at most 10,000). Owner or approved only.
     function setRoyalty(uint256 modelId, uint16 royaltyBps) external;
 
-    /// @notice Set the allowed verification modes bitmask. Owner or approved only.
+    /// @notice Set the allowed verification modes bitmask. Owner or approved only. Enabling
+    /// MODE_ZK needs the model to have been registered with a zk circuit.
     function setModes(uint256 modelId, uint8 modes) external;
 
     /// @notice Mark a model deprecated (no new requests) or undo it. Owner or approved only.
@@ -90,6 +108,11 @@ interface IModelRegistry {
         external
         view
         returns (uint256 price, uint16 royaltyBps, uint8 modes, bool deprecated);
+
+    /// @notice What the coordinator needs to check a zk-mode proof, in one storage read: the
+    /// verifier and the input and output scales (all zero for a model without a circuit);
+    /// reverts with VerinferUnknownModel for an unknown id.
+    function zkConfig(uint256 modelId) external view returns (address verifier, int8 inputScale, int8 outputScale);
 
     /// @notice How many models were registered (the highest id).
     function modelCount() external view returns (uint256);

@@ -11,7 +11,7 @@ selector) and stays registered there.
 from __future__ import annotations
 
 from verinfer.chain.contract_errors import register_error
-from verinfer.errors import ChainError, ContractRevertError, ModelError, PaymentError
+from verinfer.errors import ChainError, ContractRevertError, ModelError, PaymentError, ProofError
 
 __all__ = [
     "AlreadyCommittedError",
@@ -27,9 +27,11 @@ __all__ = [
     "FeeAboveMaxError",
     "FeeTooHighError",
     "InputTooLargeError",
+    "InputMismatchError",
     "InsufficientGasError",
     "InsufficientStakeError",
     "InvalidConfigError",
+    "InvalidProofError",
     "InvalidRedundancyError",
     "InvalidRequestError",
     "MalformedTensorsError",
@@ -56,6 +58,9 @@ __all__ = [
     "WrongStatusError",
     "ZeroAddressError",
     "ZeroAmountError",
+    "ZkInputNotInlineError",
+    "ZkMalformedTensorError",
+    "ZkScaleMismatchError",
 ]
 
 
@@ -118,7 +123,7 @@ class InvalidRequestError(CoordinatorError):
 
 
 class UnsupportedModeError(InvalidRequestError):
-    """The coordinator serves modes 1 (none) and 2 (consensus) only."""
+    """The coordinator serves modes 1 (none), 2 (consensus) and 8 (zk) only."""
 
 
 class InvalidRedundancyError(InvalidRequestError):
@@ -162,7 +167,8 @@ class UnknownRequestError(CoordinatorError):
 
 
 class WrongModeError(CoordinatorError):
-    """The call does not fit the request's mode (fulfil is mode none, commit/reveal consensus)."""
+    """The call does not fit the request's mode (fulfil is mode none, fulfilZk zk,
+    commit/reveal consensus)."""
 
 
 class WrongStatusError(CoordinatorError):
@@ -221,6 +227,26 @@ class InvalidConfigError(CoordinatorError):
     """An admin parameter is out of range."""
 
 
+class ZkInputNotInlineError(InvalidRequestError):
+    """Zk mode: the input must be inline (kind 0x01): its values are the proof's instances."""
+
+
+class InputMismatchError(CoordinatorError):
+    """Zk mode: the input given to fulfilZk is not the request's (keccak256 differs)."""
+
+
+class ZkMalformedTensorError(ContractRevertError, ModelError):
+    """Zk mode: the input or output is not inline with exactly one tensor."""
+
+
+class ZkScaleMismatchError(ContractRevertError, ModelError):
+    """Zk mode: the input or output tensor's scale is not the circuit's."""
+
+
+class InvalidProofError(ContractRevertError, ProofError):
+    """Zk mode: the model's verifier rejected the proof; nothing was paid."""
+
+
 class OnlyCoordinatorError(ContractRevertError, ChainError):
     """A consumer's onInference was called by someone other than the coordinator."""
 
@@ -242,8 +268,8 @@ _ERRORS: list[tuple[str, type[ContractRevertError], str | None]] = [
     ("VerinferFeeTooHigh", FeeTooHighError, "quote at most 2^88 - 1 token units"),
     ("VerinferZeroAddress", ZeroAddressError, None),
     ("OwnableUnauthorizedAccount", OnlyOwnerError, "sign with the admin's key"),
-    ("VerinferUnsupportedMode", UnsupportedModeError, "use mode none (1) or consensus (2)"),
-    ("VerinferInvalidRedundancy", InvalidRedundancyError, "none: 1; consensus: 3, 5 or 7"),
+    ("VerinferUnsupportedMode", UnsupportedModeError, "use mode none (1), consensus (2) or zk (8)"),
+    ("VerinferInvalidRedundancy", InvalidRedundancyError, "none and zk: 1; consensus: 3, 5 or 7"),
     ("VerinferDeadlineTooSoon", DeadlineTooSoonError, "give the nodes more time"),
     ("VerinferDeadlineTooFar", DeadlineTooFarError, "deadlines are at most 30 days away"),
     ("VerinferEmptyInput", EmptyInputError, None),
@@ -268,6 +294,23 @@ _ERRORS: list[tuple[str, type[ContractRevertError], str | None]] = [
     ("VerinferInsufficientGas", InsufficientGasError, "send the transaction with more gas"),
     ("VerinferNothingToWithdraw", NothingToWithdrawError, None),
     ("VerinferInvalidConfig", InvalidConfigError, None),
+    ("VerinferZkInputNotInline", ZkInputNotInlineError, "send zk inputs inline, not by CID"),
+    ("VerinferInputMismatch", InputMismatchError, "pass the request's input bytes unchanged"),
+    (
+        "VerinferZkMalformedTensor",
+        ZkMalformedTensorError,
+        "encode exactly one inline tensor (verinfer.chain.codec)",
+    ),
+    (
+        "VerinferZkScaleMismatch",
+        ZkScaleMismatchError,
+        "use the circuit's scale (ModelRegistry.zkConfig)",
+    ),
+    (
+        "VerinferInvalidProof",
+        InvalidProofError,
+        "prove this request's input and submit the proof's output unchanged",
+    ),
     ("VerinferOnlyCoordinator", OnlyCoordinatorError, None),
     ("VerinferMalformedTensors", TensorCodecError, None),
     ("VerinferNotInline", TensorCodecError, None),

@@ -52,6 +52,7 @@ class InferenceMode(IntEnum):
 
     NONE = 1
     CONSENSUS = 2
+    ZK = 8
 
     @classmethod
     def parse(cls, text: str | int | InferenceMode) -> InferenceMode:
@@ -61,12 +62,12 @@ class InferenceMode(IntEnum):
             try:
                 return cls(text)
             except ValueError:
-                raise ConfigError(f"unknown inference mode {text}", hint="use 1 or 2") from None
+                raise ConfigError(f"unknown inference mode {text}", hint="use 1, 2 or 8") from None
         try:
             return cls[text.strip().upper()]
         except KeyError:
             raise ConfigError(
-                f"unknown inference mode {text!r}", hint="choose none or consensus"
+                f"unknown inference mode {text!r}", hint="choose none, consensus or zk"
             ) from None
 
 
@@ -324,6 +325,15 @@ class CoordinatorClient:
     def fulfil_fn(self, request_id: int, output: bytes) -> ContractFunction:
         return self.contract.functions.fulfil(request_id, output)
 
+    def fulfil_zk_fn(
+        self, request_id: int, input_bytes: bytes, output: bytes, proof: bytes
+    ) -> ContractFunction:
+        """Mode zk: ``output`` with a proof that the model's circuit maps ``input_bytes`` (the
+        request's input) to it; the coordinator builds the public instances from both."""
+        return self.contract.functions.fulfilZk(
+            request_id, bytes(input_bytes), bytes(output), bytes(proof)
+        )
+
     def commit_fn(self, request_id: int, commitment_hash: bytes) -> ContractFunction:
         return self.contract.functions.commit(request_id, commitment_hash)
 
@@ -332,6 +342,11 @@ class CoordinatorClient:
 
     def fulfil(self, request_id: int, output: bytes) -> TxReceipt:
         return self.chain.transact(self.fulfil_fn(request_id, output))
+
+    def fulfil_zk(
+        self, request_id: int, input_bytes: bytes, output: bytes, proof: bytes
+    ) -> TxReceipt:
+        return self.chain.transact(self.fulfil_zk_fn(request_id, input_bytes, output, proof))
 
     def commit(self, request_id: int, commitment_hash: bytes) -> TxReceipt:
         return self.chain.transact(self.commit_fn(request_id, commitment_hash))

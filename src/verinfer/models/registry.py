@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import IntFlag
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from web3.logs import DISCARD
 from web3.types import TxReceipt
@@ -12,6 +12,9 @@ from web3.types import TxReceipt
 from verinfer.chain.client import Chain
 from verinfer.chain.contract_errors import register_error
 from verinfer.errors import ContractRevertError, ModelError
+
+if TYPE_CHECKING:
+    from verinfer.verify.backend import ZkArtifacts
 
 MAX_ROYALTY_BPS = 10_000
 ZERO_HASH = "0x" + "00" * 32
@@ -74,6 +77,14 @@ class InvalidModelFieldError(ContractRevertError, ModelError):
     """A required field is empty or a shape is invalid."""
 
 
+class ZkCircuitMissingError(ContractRevertError, ModelError):
+    """Zk mode needs a zk circuit (verifier, scales, key hashes, artifacts CID)."""
+
+
+class InvalidZkCircuitError(ContractRevertError, ModelError):
+    """A zk circuit was given but a field is missing (or the verifier has no code)."""
+
+
 register_error("VerinferUnknownModel", UnknownModelError, "list models with `verinfer model list`")
 register_error(
     "VerinferNotModelOwner",
@@ -87,6 +98,94 @@ register_error("VerinferRoyaltyTooHigh", RoyaltyTooHighError, "royalty is at mos
 register_error("VerinferInvalidModes", InvalidModesError, f"choose from {Mode.names()}")
 register_error("VerinferEmptyField", InvalidModelFieldError)
 register_error("VerinferInvalidShape", InvalidModelFieldError)
+register_error(
+    "VerinferZkCircuitMissing",
+    ZkCircuitMissingError,
+    "register the model with its zk circuit (ZkCircuit.from_artifacts) to allow mode zk",
+)
+register_error(
+    "VerinferInvalidZkCircuit",
+    InvalidZkCircuitError,
+    "give every circuit field (deploy the verifier first), or none",
+)
+
+_INT8 = range(-128, 128)
+
+
+@dataclass(frozen=True)
+class ZkCircuit:
+    """A model's zk circuit; mirrors IModelRegistry.ZkCircuit. The default means "no circuit"."""
+
+    verifier: str = ZERO_ADDRESS
+    input_scale: int = 0
+    output_scale: int = 0
+    vk_hash: str = ZERO_HASH
+    settings_hash: str = ZERO_HASH
+    artifacts_cid: str = ""
+
+    @classmethod
+    def from_artifacts(cls, verifier: str, artifacts: ZkArtifacts, artifacts_cid: str) -> ZkCircuit:
+        """The circuit of EZKL ``artifacts`` verified at ``verifier`` (its dedicated verifier);
+        ``artifacts_cid`` is where the artifacts' JSON is stored."""
+        return cls(
+            verifier=verifier,
+            input_scale=artifacts.input_scale,
+            output_scale=artifacts.output_scale,
+            vk_hash=artifacts.vk_hash,
+            settings_hash=artifacts.settings_hash,
+            artifacts_cid=artifacts_cid,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return self == ZkCircuit()
+
+    def validate(self) -> None:
+        """The registry's checks that need no chain (the verifier's code is checked there)."""
+        if self.empty:
+            return
+        for name in ("input_scale", "output_scale"):
+            if getattr(self, name) not in _INT8:
+                raise ModelError(f"zk {name} {getattr(self, name)} does not fit int8")
+        missing = [
+            name
+            for name, value, zero in (
+                ("verifier", self.verifier, ZERO_ADDRESS),
+                ("vk_hash", self.vk_hash, ZERO_HASH),
+                ("settings_hash", self.settings_hash, ZERO_HASH),
+                ("artifacts_cid", self.artifacts_cid, ""),
+            )
+            if value.lower() == zero
+        ]
+        if missing:
+            raise ModelError(
+                f"the zk circuit is incomplete: {', '.join(missing)} missing",
+                hint="give every circuit field (ZkCircuit.from_artifacts), or none",
+            )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.verifier, self.input_scale, self.output_scale, self.vk_hash, self.settings_hash,
+            self.artifacts_cid,
+        )  # fmt: skip
+
+    @classmethod
+    def from_tuple(cls, t: Any) -> ZkCircuit:
+        return cls(
+            verifier=str(t[0]), input_scale=int(t[1]), output_scale=int(t[2]),
+            vk_hash="0x" + bytes(t[3]).hex(), settings_hash="0x" + bytes(t[4]).hex(),
+            artifacts_cid=str(t[5]),
+        )  # fmt: skip
+
+
+def _zk_missing(model_id: int | None = None) -> ZkCircuitMissingError:
+    where = "" if model_id is None else f" (model {model_id})"
+    return ZkCircuitMissingError(
+        "VerinferZkCircuitMissing",
+        {},
+        message=f"mode zk needs a zk circuit and the model has none{where}",
+        hint="register the model with its zk circuit (ZkCircuit.from_artifacts)",
+    )
 
 
 @dataclass(frozen=True)
@@ -102,7 +201,7 @@ class ModelInput:
     modes: Mode = Mode.NONE
     program_hash: str = ZERO_HASH
     weights_root: str = ZERO_HASH
-    zk_verifier: str = ZERO_ADDRESS
+    zk: ZkCircuit = field(default_factory=ZkCircuit)
     parent: int = 0
     license: str = ""
     metadata_uri: str = ""
@@ -122,11 +221,14 @@ class ModelInput:
             raise ModelError(f"invalid modes {int(self.modes)}", hint=f"choose from {Mode.names()}")
         if self.parent < 0:
             raise ModelError(f"parent id {self.parent} is negative")
+        self.zk.validate()
+        if Mode.ZK in self.modes and self.zk.empty:
+            raise _zk_missing()
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
             self.name, self.cid, self.program_hash, self.weights_root, self.input_shapes,
-            self.output_shapes, self.price, self.royalty_bps, int(self.modes), self.zk_verifier,
+            self.output_shapes, self.price, self.royalty_bps, int(self.modes), self.zk.as_tuple(),
             self.parent, self.license, self.metadata_uri,
         )  # fmt: skip
 
@@ -147,7 +249,7 @@ class ModelRecord:
     royalty_bps: int
     modes: list[str]
     deprecated: bool
-    zk_verifier: str
+    zk: ZkCircuit
     parent: int
     license: str
     metadata_uri: str
@@ -185,7 +287,7 @@ class RegistryClient:
             program_hash="0x" + bytes(m[2]).hex(), weights_root="0x" + bytes(m[3]).hex(),
             input_shapes=[list(s) for s in m[4]], output_shapes=[list(s) for s in m[5]],
             price=m[6], royalty_bps=m[7], modes=Mode(m[8]).to_names(), deprecated=m[9],
-            zk_verifier=m[10], parent=m[11], license=m[12], metadata_uri=m[13],
+            zk=ZkCircuit.from_tuple(m[10]), parent=m[11], license=m[12], metadata_uri=m[13],
             registered_at=m[14],
         )  # fmt: skip
 
@@ -231,6 +333,13 @@ class RegistryClient:
                 f"royalty {royalty_bps} bps is out of range", hint=f"use 0..{MAX_ROYALTY_BPS}"
             )
         return self.chain.transact(self.contract.functions.setRoyalty(model_id, royalty_bps))
+
+    def zk_config(self, model_id: int) -> tuple[str, int, int]:
+        """(verifier, input scale, output scale) of the model's circuit; zeros if it has none."""
+        verifier, input_scale, output_scale = self.chain.call(
+            self.contract.functions.zkConfig(model_id)
+        )
+        return str(verifier), int(input_scale), int(output_scale)
 
     def set_modes(self, model_id: int, modes: Mode) -> TxReceipt:
         return self.chain.transact(self.contract.functions.setModes(model_id, int(modes)))
