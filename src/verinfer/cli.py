@@ -15,6 +15,7 @@ from verinfer.models.cli import app as model_app
 from verinfer.node.cli import app as node_app
 from verinfer.runtime.cli import app as runtime_app
 from verinfer.store.cli import app as store_app
+from verinfer.verify.cli import app as proof_app
 
 app = typer.Typer(
     cls=VerinferGroup,
@@ -30,6 +31,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(runtime_app, name="runtime")
 app.add_typer(node_app, name="node")
 app.add_typer(request_app, name="request")
+app.add_typer(proof_app, name="proof")
 app.command("deploy")(deploy)
 
 

@@ -124,9 +124,41 @@ class InferenceClient:
             record = self._records[model_id] = self.registry.get(model_id)
         return self.programs.get(record)
 
-    def encode_inputs(self, model_id: int, inputs: NDArray[Any] | dict[str, Any]) -> bytes:
-        """The request bytes for ``inputs``: quantized with the model's program, encoded."""
+    def encode_inputs(
+        self,
+        model_id: int,
+        inputs: NDArray[Any] | dict[str, Any],
+        mode: str | InferenceMode = InferenceMode.NONE,
+    ) -> bytes:
+        """The request bytes for ``inputs``: quantized with the model's program, encoded.
+
+        Mode zk: one inline tensor quantized at the model's circuit input scale (the registry's
+        ``zkConfig``), which is what the circuit's public input instances are."""
+        if InferenceMode.parse(mode) == InferenceMode.ZK:
+            return self._encode_zk(model_id, inputs)
         return encode_tensors(quantize_inputs(self.program(model_id), inputs))
+
+    def _encode_zk(self, model_id: int, inputs: NDArray[Any] | dict[str, Any]) -> bytes:
+        verifier, scale, _ = self.registry.zk_config(model_id)
+        if int(verifier, 16) == 0:
+            raise ModelError(
+                f"model {model_id} has no zk circuit", hint="request it in another mode"
+            )
+        program = self.program(model_id)
+        if len(program.inputs) != 1:
+            raise ModelError(f"mode zk takes models with one input; model {model_id} has more")
+        tensor = program.inputs[0]
+        values = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+        x = np.asarray(values, dtype=np.float64).reshape(-1)
+        if (isinstance(inputs, dict) and len(inputs) != 1) or x.size != tensor.size:
+            raise ModelError(
+                f"mode zk takes one input of {tensor.size} values; got {x.size}",
+                hint=f"pass an array shaped {list(tensor.shape)}",
+            )
+        if not np.all(np.isfinite(x)):
+            raise ModelError("the input holds NaN or infinity")
+        q = np.clip(np.round(np.ldexp(x, scale)), -(2**31), 2**31 - 1).astype(np.int64)
+        return encode_tensors([(q, scale)])
 
     def request(
         self,
@@ -148,7 +180,7 @@ class InferenceClient:
             raise ConfigError(
                 f"mode {m.name.lower()} is answered by one node: redundancy must be 1"
             )
-        data = self.encode_inputs(model_id, inputs)
+        data = self.encode_inputs(model_id, inputs, m)
         fee = self.coordinator.quote(model_id, m, k)
         if max_fee is None:
             max_fee = fee

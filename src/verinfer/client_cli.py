@@ -1,6 +1,6 @@
 """`verinfer request ...`: ask the network for an inference, and look a request up.
 
-    verinfer request MODEL_ID --input x.npy [--mode none|consensus] [--wait] [--json]
+    verinfer request MODEL_ID --input x.npy [--mode none|consensus|zk] [--wait] [--json]
     verinfer request status REQUEST_ID [--json]
 
 ``request`` is a group whose default command is ``submit``: anything that is not a
@@ -67,7 +67,7 @@ def _show(result: RequestResult, client: InferenceClient) -> None:
 def submit(
     model_id: Annotated[int, typer.Argument(help="Model id")],
     input_path: Annotated[Path, typer.Option("--input", help=".npy input (single-input models)")],
-    mode: Annotated[str, typer.Option("--mode", help="none or consensus")] = "none",
+    mode: Annotated[str, typer.Option("--mode", help="none, consensus or zk")] = "none",
     redundancy: Annotated[
         int | None, typer.Option("--redundancy", help="Nodes for consensus (default 3)")
     ] = None,
@@ -81,7 +81,10 @@ def submit(
     keystore: KeystoreOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Pay for a request and send it (the input is quantized with the model's program)."""
+    """Pay for a request and send it.
+
+    The input is quantized with the model's program, or in mode zk at the circuit's input
+    scale (sent inline: the proof's public input is exactly these values)."""
     array = load_npy(input_path, "input")
     client = InferenceClient.connect(rpc_url, keystore)
     units = parse_units(max_fee, client.token.decimals(), what="max fee") if max_fee else None

@@ -16,11 +16,30 @@ from verinfer.chain.token import Token, format_units, parse_units
 from verinfer.cli_common import JsonOption, KeystoreOption, RpcUrlOption, console, emit_json, out
 from verinfer.errors import ModelError
 from verinfer.models.onnx_check import inspect_onnx
-from verinfer.models.publish import draft_input, final_input, store_model
+from verinfer.models.publish import draft_input, final_input, precheck, publish_zk, store_model
 from verinfer.models.registry import ZERO_HASH, Mode, ModelRecord, RegistryClient
 from verinfer.runtime import compile_model
 from verinfer.runtime.cli import load_npy
 from verinfer.store import open_store
+from verinfer.verify.backend import ZkLimits, ZkModel
+from verinfer.verify.zk import EzklBackend, VerifierChoice, ZkOptions
+
+MaxMemoryOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-memory-gb",
+        envvar="VERINFER_ZK_MAX_MEMORY_GB",
+        help="zk: refuse a circuit whose proving needs more memory (GiB)",
+    ),
+]
+MaxProveOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-prove-seconds",
+        envvar="VERINFER_ZK_MAX_PROVE_SECONDS",
+        help="zk: refuse a circuit whose proofs take longer (seconds)",
+    ),
+]
 
 app = typer.Typer(help="Register and manage models in the on-chain registry.", no_args_is_help=True)
 
@@ -65,11 +84,25 @@ def add(
         Path | None,
         typer.Option("--calibration", help=".npy of sample inputs to choose fixed-point scales"),
     ] = None,
+    max_memory_gb: MaxMemoryOption = None,
+    max_prove_seconds: MaxProveOption = None,
+    trusted_srs: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-srs",
+            help="zk: a ceremony SRS file for the circuit's logrows (default: a development SRS)",
+        ),
+    ] = None,
     rpc_url: RpcUrlOption = None,
     keystore: KeystoreOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Validate an ONNX file, store it by CID, and register it on-chain."""
+    """Validate an ONNX file, store it by CID, and register it on-chain.
+
+    With zk among --modes: estimate the circuit (refused over the limits), build it with EZKL
+    (settings, compile, SRS, keys, verifier; one line per stage on stderr), deploy its
+    verifier and register the model with the circuit.
+    """
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -89,12 +122,24 @@ def add(
             spec, program, name=name, price=parse_units(price, ctx.decimals, what="price"),
             royalty_bps=royalty_bps, modes=allowed, parent=parent, license=license,
         )  # fmt: skip
-        draft.validate()
+        precheck(draft)
         ctx.registry.check_parent(parent)
+        zk = None
+        if Mode.ZK in allowed:
+            progress.update(step, description="building the zk circuit (EZKL)")
+            zk = publish_zk(
+                _backend(max_memory_gb, max_prove_seconds, trusted_srs, verifier="dedicated"),
+                ctx.chain,
+                path,
+                _flat_rows(samples),
+                lambda stage, seconds: console.print(
+                    f"zk setup: {_STAGES.get(stage, stage):<22} {seconds:7.1f} s"
+                ),
+            )
         progress.update(step, description="storing the model")
         stored = store_model(open_store(), spec, program, name=name, license=license, parent=parent)
         progress.update(step, description="registering on-chain")
-        model = final_input(draft, stored, metadata_uri)
+        model = final_input(draft, stored, metadata_uri, zk.circuit if zk else None)
         model_id, receipt = ctx.registry.register(model)
     result = {
         "model_id": model_id,
@@ -110,12 +155,51 @@ def add(
         "modes": allowed.to_names(),
         "chain_id": ctx.chain.chain_id,
     }
+    if zk is not None:
+        result["zk"] = zk.to_json()
     if json_out:
         emit_json(result)
         return
     console.print(f"[green]registered[/] model [bold]{model_id}[/] ({name})")
     console.print(f"  cid  {stored.cid}\n  tx   {result['tx']}")
+    if zk is not None:
+        console.print(f"  zk verifier {zk.verifier}\n  zk artifacts {zk.artifacts_cid}")
+        if zk.artifacts.srs_kind == "development":
+            console.print(
+                "[yellow]warning:[/] the circuit's keys use a locally generated development SRS: "
+                "its proofs convince no one who did not make it (pass --trusted-srs in production)"
+            )
     console.print(f"next: `verinfer model show {model_id}`")
+
+
+_STAGES = {
+    "settings": "settings/calibration",
+    "compile": "compile",
+    "srs": "SRS",
+    "keys": "keys",
+    "verifier": "verifier",
+    "deploy": "deploy verifier",
+}
+
+
+def _flat_rows(samples: Any) -> tuple[tuple[float, ...], ...] | None:
+    """Calibration samples as flat float rows (one per sample), as EZKL takes them."""
+    if samples is None:
+        return None
+    return tuple(tuple(float(v) for v in row.reshape(-1)) for row in samples)
+
+
+def _backend(
+    max_memory_gb: float | None,
+    max_prove_seconds: float | None,
+    trusted_srs: Path | None = None,
+    verifier: VerifierChoice = "auto",
+) -> EzklBackend:
+    limits = ZkLimits(
+        max_memory_bytes=int(max_memory_gb * 2**30) if max_memory_gb is not None else None,
+        max_prove_seconds=max_prove_seconds,
+    )
+    return EzklBackend(options=ZkOptions(limits=limits, trusted_srs=trusted_srs, verifier=verifier))
 
 
 @app.command("show")
@@ -218,12 +302,8 @@ def estimate(
     calibration: Annotated[
         Path | None, typer.Option("--calibration", help=".npy of sample inputs")
     ] = None,
-    max_memory_gb: Annotated[
-        float | None, typer.Option("--max-memory-gb", help="Refuse above this proving memory")
-    ] = None,
-    max_prove_seconds: Annotated[
-        float | None, typer.Option("--max-prove-seconds", help="Refuse above this proving time")
-    ] = None,
+    max_memory_gb: MaxMemoryOption = None,
+    max_prove_seconds: MaxProveOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Cost before work: circuit size, proving time and memory, and verification gas.
@@ -231,24 +311,15 @@ def estimate(
     Only calibrates the circuit (seconds); no keys, SRS or proofs are made. Exits 1 with the
     reasons when the estimate exceeds the given limits.
     """
-    from verinfer.verify.backend import ZkLimits, ZkModel
-    from verinfer.verify.zk import EzklBackend, ZkOptions
-
     if mode != "zk":
         raise ModelError(
             f"no cost model for mode {mode!r}",
             hint="only zk needs one: the other modes cost one runtime execution per node",
         )
     inspect_onnx(path)
-    samples = None
-    if calibration is not None:
-        rows = load_npy(calibration, "calibration")
-        samples = tuple(tuple(float(v) for v in row.reshape(-1)) for row in rows)
-    limits = ZkLimits(
-        max_memory_bytes=int(max_memory_gb * 2**30) if max_memory_gb is not None else None,
-        max_prove_seconds=max_prove_seconds,
-    )
-    backend = EzklBackend(options=ZkOptions(limits=limits))
+    samples = _flat_rows(load_npy(calibration, "calibration")) if calibration else None
+    backend = _backend(max_memory_gb, max_prove_seconds)
+    limits = backend.options.limits
     with console.status("calibrating the circuit (no keys or proofs)..."):
         cost = backend.estimate(ZkModel(path, samples))
     data = {**cost.__dict__, "fits": not limits.exceeded(cost)}

@@ -192,7 +192,9 @@ def withdraw_earnings(
 @app.command("serve")
 def serve(
     model_id: Annotated[int, typer.Argument(help="Model id to serve")],
-    modes: Annotated[str, typer.Option("--modes", help="none, consensus or both")] = "none",
+    modes: Annotated[
+        str, typer.Option("--modes", help="Comma-separated: none, consensus, zk")
+    ] = "none",
     fee: Annotated[str, typer.Option("--fee", help="Fee per request in tokens")] = "0",
     stop_serving: Annotated[bool, typer.Option("--stop", help="Stop serving the model")] = False,
     config: ConfigOption = None,
@@ -202,10 +204,10 @@ def serve(
 ) -> None:
     """Publish the modes and fee this node serves MODEL_ID with (on-chain)."""
     mask = 0 if stop_serving else int(Mode.parse(modes))
-    if mask & ~int(Mode.NONE | Mode.CONSENSUS):
+    if mask & ~int(Mode.NONE | Mode.CONSENSUS | Mode.ZK):
         raise ConfigError(
-            f"nodes serve modes none and consensus here, not {modes!r}",
-            hint="use --modes none,consensus",
+            f"nodes serve modes none, consensus and zk, not {modes!r}",
+            hint="use --modes none,consensus,zk",
         )
     node = _Node(config, rpc_url, keystore)
     units = node.amount(fee, "fee")

@@ -19,9 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from verinfer.chain.accounts import account_from_key, account_from_keystore
 from verinfer.errors import ConfigError
 
-__all__ = ["GasConfig", "KeyConfig", "MetricsConfig", "NodeConfig", "ServedModel", "load_config"]
+__all__ = [
+    "GasConfig",
+    "KeyConfig",
+    "MetricsConfig",
+    "NodeConfig",
+    "ServedModel",
+    "ZkConfig",
+    "load_config",
+]
 
-ModeName = Literal["none", "consensus"]
+ModeName = Literal["none", "consensus", "zk"]
 _FEE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -98,7 +106,7 @@ class ServedModel(_Strict):
 
     @property
     def mode_mask(self) -> int:
-        return sum({"none": 1, "consensus": 2}[m] for m in self.modes)
+        return sum({"none": 1, "consensus": 2, "zk": 8}[m] for m in self.modes)
 
 
 class MetricsConfig(_Strict):
@@ -122,6 +130,15 @@ class GasConfig(_Strict):
         return self
 
 
+class ZkConfig(_Strict):
+    """Mode zk: the SRS the node proves with. It must be the one the model's keys were made
+    with (``verinfer model add --trusted-srs``); without ``trusted_srs`` the cached
+    development SRS in ``srs_dir`` (default ``$VERINFER_SRS_DIR``, then ``$VERINFER_HOME/srs``)."""
+
+    trusted_srs: Path | None = None
+    srs_dir: Path | None = None
+
+
 class NodeConfig(_Strict):
     """The whole node configuration (see docs/node.md for an annotated example)."""
 
@@ -141,6 +158,7 @@ class NodeConfig(_Strict):
     model_registry: str | None = None
     metrics: MetricsConfig = MetricsConfig()
     gas: GasConfig = GasConfig()
+    zk: ZkConfig = ZkConfig()
 
     @field_validator("rpc_url")
     @classmethod

@@ -7,7 +7,7 @@ through a step never creates a second job or moves one backwards.
 
 States::
 
-    standby -> seen -> computed -> submitted(fulfil) -> confirmed              (mode none)
+    standby -> seen -> computed -> submitted(fulfil) -> confirmed      (modes none and zk)
                        computed -> submitted(commit) -> committed              (consensus)
                       committed -> submitted(reveal) -> revealed | confirmed
            committed | revealed -> submitted(finalize) -> confirmed | expired
@@ -135,6 +135,7 @@ class Job:
     assigned_until: int = 0  # the end of the assignment window, once read (0 = unknown)
     reveal_deadline: int = 0  # consensus: once read (0 = unknown)
     input_error: str | None = None  # why the input was answered with the empty output
+    proof: bytes | None = None  # mode zk: the proof of ``output``, kept so a restart resends it
 
     @property
     def request_int(self) -> int:
@@ -144,7 +145,7 @@ class Job:
 _COLUMNS = (
     "request_id, model_id, mode, block, deadline, fee, input, state, phase, output, salt, "
     "tx_hash, nonce, raw_tx, outcome, error, attempts, created_at, updated_at, takeover, "
-    "assigned_until, reveal_deadline, input_error"
+    "assigned_until, reveal_deadline, input_error, proof"
 )
 # Columns added after schema 1, with their SQL type: added to an older database on open.
 _ADDED_COLUMNS = {
@@ -152,6 +153,7 @@ _ADDED_COLUMNS = {
     "assigned_until": "INTEGER NOT NULL DEFAULT 0",
     "reveal_deadline": "INTEGER NOT NULL DEFAULT 0",
     "input_error": "TEXT",
+    "proof": "BLOB",
 }
 
 
@@ -180,6 +182,7 @@ def _row(row: sqlite3.Row) -> Job:
         assigned_until=int(row["assigned_until"]),
         reveal_deadline=int(row["reveal_deadline"]),
         input_error=row["input_error"],
+        proof=bytes(row["proof"]) if row["proof"] is not None else None,
     )
 
 
@@ -370,7 +373,7 @@ class JobLog:
         """
         allowed = {
             "phase", "output", "salt", "tx_hash", "nonce", "raw_tx", "outcome", "error",
-            "assigned_until", "reveal_deadline", "input_error",
+            "assigned_until", "reveal_deadline", "input_error", "proof",
         }  # fmt: skip
         unknown = set(fields) - allowed
         if unknown:

@@ -37,6 +37,7 @@ from verinfer.node.metrics import MetricsServer, Snapshot
 from verinfer.node.rpc import TransientRpcError, with_retries
 from verinfer.node.submitter import Submitter
 from verinfer.node.watcher import Watcher
+from verinfer.node.zk import ZkProver
 from verinfer.store import open_store
 from verinfer.store.local import Store
 
@@ -88,7 +89,9 @@ class NodeService:
             self.account.address,
             start_block=start,
         )
-        self.executor = Executor(self.registry, self._store or open_store())
+        store = self._store or open_store()
+        self.executor = Executor(self.registry, store)
+        self.zk = _zk_prover(config, self.registry, store)
         self.submitter = Submitter(
             self.coordinator,
             self.account,
@@ -99,6 +102,8 @@ class NodeService:
         self._check_registration(book)
         for served in config.models:
             self.executor.program(served.id)  # fail now, not at the first request
+            if "zk" in served.modes:
+                self.zk.artifacts(served.id)
         self.submitter.reconcile()
         if config.metrics.enabled:
             self.metrics = MetricsServer(config.metrics.port)
@@ -141,6 +146,8 @@ class NodeService:
         self._stop.set()
 
     def close(self) -> None:
+        if hasattr(self, "zk"):
+            self.zk.close()
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
@@ -175,8 +182,12 @@ class NodeService:
         for job in self.jobs.in_state(JobState.STANDBY):
             self._guard(job, lambda j, n: self._standby(j, n, head), now)
         for job in self.jobs.in_state(JobState.SEEN):
+            if job.mode == InferenceMode.ZK:  # proved in the background (node/zk.py)
+                self._guard(job, self._start_zk, now)
+                continue
             self._guard(job, self._compute, now)
             busy = True
+        busy = self.zk.collect(self.jobs) or busy
         for job in self.jobs.in_state(JobState.COMPUTED, JobState.COMMITTED, JobState.REVEALED):
             before = job.state
             self._guard(job, lambda j, n: self.submitter.submit(j, n, head), now)
@@ -220,6 +231,12 @@ class NodeService:
             model_id=job.model_id,
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+    def _start_zk(self, job: Job, now: int) -> None:
+        if job.deadline and now >= job.deadline:
+            self.jobs.transition(job.request_id, JobState.EXPIRED, outcome="deadline_passed")
+            return
+        self.zk.start(self.jobs, job)
 
     def _standby(self, job: Job, now: int, head: int) -> None:
         """Take over a mode-none request whose assignee let the assignment window pass.
@@ -338,6 +355,14 @@ class NodeService:
                     config_fee=fee,
                     hint="run `verinfer node serve` to publish the config's terms",
                 )
+
+
+def _zk_prover(config: NodeConfig, registry: RegistryClient, store: Store) -> ZkProver:
+    from verinfer.verify.zk import EzklBackend, ZkOptions
+
+    options = ZkOptions(trusted_srs=config.zk.trusted_srs, srs_dir=config.zk.srs_dir)
+    backend = EzklBackend(store, options, work_dir=config.data_dir / "zk")
+    return ZkProver(registry, store, backend)
 
 
 def _need(book: AddressBook | None, name: str) -> str:

@@ -255,6 +255,8 @@ class Submitter:
         """The coordinator function and arguments ``phase`` of ``job`` calls."""
         rid = job.request_int
         output = job.output or b""
+        if phase == Phase.FULFIL and job.mode == InferenceMode.ZK:
+            return "fulfilZk", [rid, job.input, output, job.proof or b""]
         if phase == Phase.FULFIL:
             return "fulfil", [rid, output]
         if phase == Phase.FINALIZE:

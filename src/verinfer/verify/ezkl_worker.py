@@ -82,13 +82,16 @@ def _run(ezkl: Any, step: str, a: dict[str, Any], timings: dict[str, float]) -> 
     if step == "gen_srs":
         call("gen_srs", lambda: ezkl.gen_srs(a["srs"], a["logrows"]))
         return {}
-    if step == "setup":
+    if step in ("compile", "setup") and not a.get("compiled_ready"):
         call(
             "compile_circuit",
             lambda: ezkl.compile_circuit(
                 model=a["model"], compiled_circuit=a["compiled"], settings_path=a["settings"]
             ),
         )
+    if step == "compile":
+        return {}
+    if step == "setup":
         ok = call(
             "setup",
             lambda: ezkl.setup(

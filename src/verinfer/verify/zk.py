@@ -14,7 +14,8 @@ import math
 import os
 import random
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +46,7 @@ from verinfer.verify.zk_srs import Srs, development_srs, trusted_srs
 log = structlog.get_logger(__name__)
 
 VerifierChoice = Literal["auto", "dedicated", "reusable"]
+SetupProgress = Callable[[str, float], None]  # (stage that just ended, its seconds)
 CONTRACT_NAMES: dict[VerifierKind, str] = {
     "dedicated": "Halo2Verifier",
     "reusable": "Halo2VerifierReusable",
@@ -153,28 +155,36 @@ class EzklBackend:
 
     # -- setup -----------------------------------------------------------------------------
 
-    def setup(self, model: ZkModel) -> ZkArtifacts:
+    def setup(self, model: ZkModel, progress: SetupProgress | None = None) -> ZkArtifacts:
+        """Circuit, keys and verifier for ``model``; ``progress(stage, seconds)`` is called as
+        each stage ends: settings (calibration), compile, srs, keys, verifier."""
+        stage = _Stages(progress)
         with self._scratch() as work:
             settings_path, settings, estimate = self._settings(model, work)
+            stage.done("settings")
             self.check_limits(estimate)  # before keys, SRS or anything else that costs
             model_cid = str(self.store.put(Path(model.onnx_path).read_bytes()))
             log.info("zk.setup.start", model=str(model.onnx_path), **_est_fields(estimate))
-            srs = self._srs(estimate.logrows)
             files = {n: work / n for n in ("model.compiled", "vk.key", "pk.key")}
+            args = {
+                "model": str(model.onnx_path),
+                "settings": str(settings_path),
+                "compiled": str(files["model.compiled"]),
+                "vk": str(files["vk.key"]),
+                "pk": str(files["pk.key"]),
+            }
+            self._run("compile", args, workdir=work, timeout=SETTINGS_TIMEOUT_S)
+            stage.done("compile")
+            srs = self._srs(estimate.logrows)
+            stage.done("srs")
             result = self._run(
                 "setup",
-                {
-                    "model": str(model.onnx_path),
-                    "settings": str(settings_path),
-                    "compiled": str(files["model.compiled"]),
-                    "vk": str(files["vk.key"]),
-                    "pk": str(files["pk.key"]),
-                    "srs": str(srs.path),
-                },
+                {**args, "srs": str(srs.path), "compiled_ready": True},
                 workdir=work,
                 timeout=max(MIN_TIMEOUT_S, TIMEOUT_FACTOR * estimate.setup_seconds),
                 memory_limit=_as_limit(estimate),
             )
+            stage.done("keys")
             log.info("zk.setup.keys", seconds=round(result.wall_seconds, 2), **result.usage)
             cids = {name: self._keep(path) for name, path in files.items()}
             settings_bytes = settings_path.read_bytes()
@@ -201,6 +211,7 @@ class EzklBackend:
                 verifier=VerifierArtifact("dedicated", "", "", 0),  # replaced just below
             )
             verifier = self._verifier(partial, srs, work)
+            stage.done("verifier")
         artifacts = replace(partial, verifier=verifier)
         log.info("zk.setup.done", vk_hash=artifacts.vk_hash, verifier=verifier.kind)
         return artifacts
@@ -440,6 +451,20 @@ class EzklBackend:
         return path
 
 
+class _Stages:
+    """Calls ``progress(stage, seconds since the previous stage ended)``."""
+
+    def __init__(self, progress: SetupProgress | None) -> None:
+        self.progress = progress
+        self.last = time.perf_counter()
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.progress is not None:
+            self.progress(stage, now - self.last)
+        self.last = now
+
+
 class _PathTempDir(tempfile.TemporaryDirectory[str]):
     """A TemporaryDirectory whose context value is a Path."""
 
@@ -492,4 +517,4 @@ def _est_fields(e: Estimate) -> dict[str, Any]:
     }
 
 
-__all__ = ["EzklBackend", "ZkOptions"]
+__all__ = ["EzklBackend", "SetupProgress", "ZkOptions"]

@@ -37,6 +37,8 @@ log = structlog.get_logger(__name__)
 LOG_TAIL_CHARS = 1500
 _OOM_PATTERNS = ("memory allocation of", "Cannot allocate memory", "MemoryError", "out of memory")
 _UNSUPPORTED = re.compile(r"unsupported[^\n]*", re.IGNORECASE)
+# tract (EZKL's ONNX loader): 'Translating node #1 "y" Unimplemented(Gelu) ToTypedTranslator'
+_UNIMPLEMENTED = re.compile(r'node #\d+ "([^"]*)" Unimplemented\((\w+)\)')
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,16 @@ def _raise_failure(
     error = str(result.get("error", "unknown error"))
     if result.get("memory_error") or any(p in error for p in _OOM_PATTERNS):
         raise ZkOutOfMemoryError(call, error, log_tail=tail, hint=_oom_hint(memory_limit))
+    unimplemented = _UNIMPLEMENTED.search(error)
+    if unimplemented:
+        node, op = unimplemented.groups()
+        raise ZkUnsupportedModelError(
+            call,
+            f"EZKL does not support the ONNX op {op} (node {node!r})",
+            log_tail=tail,
+            hint=f"replace {op} with ops EZKL supports, or serve the model in optimistic or "
+            "consensus mode",
+        )
     unsupported = _UNSUPPORTED.search(error)
     if unsupported or "Undetermined symbol" in error:
         raise ZkUnsupportedModelError(

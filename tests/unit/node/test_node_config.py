@@ -75,7 +75,7 @@ def test_defaults() -> None:
         ({"models": []}, "models"),
         ({"models": [{"id": 0, "modes": ["none"]}]}, "models[0].id"),
         ({"models": [{"id": 1, "modes": []}]}, "models[0].modes"),
-        ({"models": [{"id": 1, "modes": ["zk"]}]}, "models[0].modes[0]"),
+        ({"models": [{"id": 1, "modes": ["optimistic"]}]}, "models[0].modes[0]"),
         ({"models": [{"id": 1, "modes": ["none", "none"]}]}, "models[0].modes"),
         ({"models": [{"id": 1, "modes": ["none"], "fee": "-1"}]}, "models[0].fee"),
         ({"models": [{"id": 1, "modes": ["none"], "fee": "1e3"}]}, "models[0].fee"),

@@ -89,3 +89,12 @@ def test_worker_failures_map_to_typed_errors() -> None:
         _raise_failure("setup", {"error": "MemoryError: ", "memory_error": True}, tail, 2**30)
     with pytest.raises(ZkStepError, match="boom"):
         _raise_failure("setup", {"error": "RuntimeError: boom"}, tail, None)
+
+
+def test_unimplemented_tract_op_is_named() -> None:
+    error = (
+        'RuntimeError: Failed to generate settings: [graph] [tract] Translating node #1 "y" '
+        "Unimplemented(Gelu) ToTypedTranslator"
+    )
+    with pytest.raises(ZkUnsupportedModelError, match=r"does not support the ONNX op Gelu"):
+        _raise_failure("settings", {"error": error}, "verinfer-zk-step: gen_settings\n", None)
