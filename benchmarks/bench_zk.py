@@ -17,7 +17,11 @@ For the digits MLP and the digits CNN (examples/models), in one run:
 - sizes: pk, vk, proof, calldata, verifier runtime bytecode (dedicated and reusable);
 - gas on a fresh anvil: deployments, dedicated ``verifyProof`` (tx gasUsed), reusable
   ``registerVka`` and ``verifyProof``. One reusable verifier serves every model: it is
-  deployed once and each model registers its VKA.
+  deployed once and each model registers its VKA;
+- a zk request through the coordinator: the model registered with its circuit, a staked node,
+  a ``TestConsumer`` requesting in mode zk and the node's ``fulfilZk`` (verification, payment
+  and the consumer's callback included), twice: the first delivery pays one-time zero-to-non-zero
+  storage writes, the second is the steady state (as in bench_gas.py).
 
 Everything lives in a temporary VERINFER_HOME (removed at the end unless ``--keep``); the
 table is printed and written to /tmp/bench_zk.md.
@@ -46,12 +50,21 @@ from typing import Any
 import numpy as np
 import structlog
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+from coordinator_kit import Kit, account  # noqa: E402
+
 from verinfer.chain.accounts import dev_account
 from verinfer.chain.client import Chain
+from verinfer.chain.codec import encode_tensors
+from verinfer.chain.deploy import deploy_suite
 from verinfer.chain.devnet import Devnet, find_anvil
+from verinfer.chain.inference import CoordinatorClient
+from verinfer.models.registry import Mode, ModelInput, RegistryClient, ZkCircuit
 from verinfer.store import LocalStore
-from verinfer.verify.backend import Proof, ZkArtifacts, ZkModel
+from verinfer.verify.backend import Proof, ZkArtifacts, ZkModel, felt_to_int
 from verinfer.verify.zk import EzklBackend, ZkOptions
+from verinfer.verify.zk_artifacts import put_artifacts
 from verinfer.verify.zk_chain import (
     deploy_bytecode,
     encode_calldata,
@@ -176,8 +189,11 @@ def bench_model(spec: Spec, store: LocalStore, root: Path, srs_dir: Path, repeat
     srs, srs_s = timed(lambda: development_srs(est.logrows, cache_dir=srs_dir, warn=False))
     say(f"{spec.key}: setup")
     artifacts, setup_s = timed(lambda: backend.setup(model))
-    keys = backend.last_jobs["setup"].timings
-    keys_s = keys["compile_circuit"] + keys["setup"]
+    # The worker compiles the circuit in one job and makes the keys in the next.
+    keys_s = (
+        backend.last_jobs["compile"].timings["compile_circuit"]
+        + backend.last_jobs["setup"].timings["setup"]
+    )
     say(f"{spec.key}: reusable verifier")
     reusable, reusable_s = timed(lambda: backend.build_verifier(artifacts, "reusable"))
 
@@ -259,6 +275,44 @@ def measure_gas(results: list[Result], store: LocalStore, chain: Chain) -> None:
         )
 
 
+def measure_fulfil(results: list[Result], store: LocalStore, chain: Chain, root: Path) -> None:
+    """``fulfilZk`` through the coordinator, first delivery and steady state, per model."""
+    kit = Kit(chain, deploy_suite(chain, book_dir=root / "book"))
+    registry = RegistryClient(chain, kit.book.address("ModelRegistry"))
+    for i, r in enumerate(results, start=1):
+        say(f"{r.spec.key}: fulfilZk through the coordinator")
+        art, proof = r.artifacts, r.proof
+        verifier = deploy_bytecode(chain, store.get(art.verifier.bytecode_cid)).address
+        circuit = ZkCircuit.from_artifacts(verifier, art, put_artifacts(store, art))
+        model_id, _ = registry.register(
+            ModelInput(
+                name=r.spec.key, cid=art.model_cid, input_shapes=[list(art.input_shape)],
+                output_shapes=[list(art.output_shape)], price=1_000, royalty_bps=500,
+                modes=Mode.ZK, zk=circuit,
+            )
+        )  # fmt: skip
+        node = account(i)
+        kit.add_node(node, model_id, modes=int(Mode.ZK))
+        consumer_address, _ = chain.deploy("TestConsumer", kit.coordinator.address)
+        kit.mint(consumer_address, 10**12)
+        consumer = chain.contract("TestConsumer", consumer_address)
+        n_in = art.n_inputs
+        data = encode_tensors([([felt_to_int(f) for f in proof.instances[:n_in]], art.input_scale)])
+        output = encode_tensors(
+            [([felt_to_int(f) for f in proof.instances[n_in:]], art.output_scale)]
+        )
+        answering = CoordinatorClient(kit.as_(node), kit.coordinator.address)
+        for key in ("fulfil_zk_first", "fulfil_zk"):
+            fee = kit.quote(model_id, int(Mode.ZK))
+            fn = consumer.functions.requestInference(
+                model_id, data, int(Mode.ZK), fee, kit.now() + 3600, 200_000, 1
+            )
+            (event,) = kit.events("InferenceRequested", chain.transact(fn))
+            receipt = answering.fulfil_zk(int(event["requestId"]), data, output, proof.proof)
+            r.gas[key] = int(receipt["gasUsed"])
+
+
+# -- the table ---------------------------------------------------------------------------------
 # -- the table ---------------------------------------------------------------------------------
 
 
@@ -324,6 +378,10 @@ def rows(r: Result) -> dict[str, str]:
             f"{g['dedicated_runtime']:,} B / {g['dedicated_deploy']:,}"
         )
         out["**dedicated `verifyProof` (tx gasUsed)**"] = f"**{g['dedicated_verify']:,}**"
+        if "fulfil_zk" in g:
+            out["**zk request's `fulfilZk` (verify, pay, callback): steady / first**"] = (
+                f"**{g['fulfil_zk']:,}** / {g['fulfil_zk_first']:,}"
+            )
         if "reusable_verify" in g:
             shared = " (shared)" if g["reusable_shared"] else ""
             out["reusable verifier runtime / deploy gas"] = (
@@ -398,7 +456,9 @@ def main() -> None:
     try:
         results = [bench_model(s, store, root, srs_dir, args.repeats) for s in specs]
         devnet_info = devnet.start(persist=False)  # only now: no anvil while proving
-        measure_gas(results, store, Chain(devnet_info.rpc_url, dev_account(0)))
+        chain = Chain(devnet_info.rpc_url, dev_account(0))
+        measure_gas(results, store, chain)
+        measure_fulfil(results, store, chain, root)
     finally:
         devnet.stop()
         if args.keep:
