@@ -25,7 +25,8 @@ from verinfer.runtime.testmodels import TEST_MODELS
 
 
 def median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    fn()  # warm-up
+    for _ in range(3):  # warm-up: first runs fault in pages and prepare weights
+        fn()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
