@@ -1,8 +1,25 @@
-"""Optimistic mode groundwork: one-step proofs that a contract recomputes one element of one
-step (``contracts/src/optimistic/OneStepVerifier.sol``) from operand values opened with
-sparse multiproofs against their tensor roots."""
+"""Optimistic mode: one-step proofs that a contract recomputes one element of one step
+(``contracts/src/optimistic/OneStepVerifier.sol``) from operand values opened with sparse
+multiproofs against their tensor roots; step descriptors and their ``stepsRoot``; and the
+parties of the tensor-level dispute game (``DisputeGame.sol``)."""
 
-from verinfer.optimistic.errors import OneStepRevertError
+from verinfer.optimistic.descriptors import (
+    Operand,
+    StepDescriptor,
+    build_descriptors,
+    steps_root,
+    unsupported_steps,
+)
+from verinfer.optimistic.errors import DisputeRevertError, OneStepRevertError
+from verinfer.optimistic.game import (
+    ChallengerParty,
+    ClaimerParty,
+    DisputeDriver,
+    DisputeRecord,
+    claim_params,
+    input_bytes,
+    output_bytes,
+)
 from verinfer.optimistic.multiproof import (
     CommittedTensor,
     SparseProof,
@@ -24,16 +41,29 @@ from verinfer.optimistic.onestep import (
 __all__ = [
     "NO_OPERAND",
     "SUPPORTED_OPS",
+    "ChallengerParty",
+    "ClaimerParty",
     "CommittedTensor",
+    "DisputeDriver",
+    "DisputeRecord",
+    "DisputeRevertError",
     "ElementIndexError",
     "OneStepCall",
     "OneStepError",
     "OneStepProver",
     "OneStepRevertError",
     "Opening",
+    "Operand",
     "SparseProof",
+    "StepDescriptor",
     "UnsupportedStepError",
+    "build_descriptors",
     "chunk_ids_for",
+    "claim_params",
+    "input_bytes",
+    "output_bytes",
     "sparse_siblings",
+    "steps_root",
+    "unsupported_steps",
     "verify_sparse",
 ]
