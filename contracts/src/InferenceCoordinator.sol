@@ -8,6 +8,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IInferenceCoordinator} from "./interfaces/IInferenceCoordinator.sol";
+import {IDisputeGame} from "./interfaces/IDisputeGame.sol";
 import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 import {INodeRegistry} from "./interfaces/INodeRegistry.sol";
 import {IVerinferConsumer} from "./interfaces/IVerinferConsumer.sol";
@@ -19,8 +20,8 @@ interface IZkVerifier {
 }
 
 /// @title InferenceCoordinator
-/// @notice Escrowed inference requests in modes none, consensus and zk, answered by staked
-/// nodes, delivered by callback, paid by pull payments.
+/// @notice Escrowed inference requests in modes none, consensus, optimistic and zk, answered by
+/// staked nodes, delivered by callback, paid by pull payments.
 /// @dev The fee split, exactly (all divisions round down):
 ///   P = model price, F = node fee (the highest quote among all nodes eligible for the model and
 ///   mode at request time, whichever are picked: `quote` prices exactly that), k = redundancy,
@@ -30,7 +31,8 @@ interface IZkVerifier {
 ///   gets F + floor((P - R) / a), a = number of agreeing nodes, and the first agreeing node in
 ///   assignment order also gets the division remainder; (k - a) * F goes back to the requester.
 ///   Without delivery (refund, or consensus without majority) the requester gets E back.
-///   Slashed stake (no-shows, dissenters) is credited to the requester.
+///   Slashed stake (no-shows, dissenters, optimistic claimers that lost a dispute) is credited to
+///   the requester. Optimistic mode pays exactly as mode none, at `finalizeOptimistic`.
 /// Node assignment uses keccak256(prevrandao, requestId, requester) as the seed: a block proposer
 /// can bias it by withholding a block (one bit of influence per forfeited block). That is
 /// acceptable for assignment only, because after the assignment window any eligible node may
@@ -40,7 +42,13 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
 
     uint8 public constant MODE_NONE = 1;
     uint8 public constant MODE_CONSENSUS = 2;
+    uint8 public constant MODE_OPTIMISTIC = 4;
     uint8 public constant MODE_ZK = 8;
+    /// @dev DisputeGame.Status values read by the coordinator.
+    uint8 private constant CLAIM_OPEN = 1;
+    uint8 private constant CLAIM_FINALIZED = 3;
+    uint8 private constant CLAIM_CLAIMER_WON = 4;
+    uint8 private constant CLAIM_CHALLENGER_WON = 5;
     /// @notice The BN254 scalar field order: zk public instances are elements of this field.
     uint256 public constant FIELD_MODULUS =
         21888242871839275222246405745257275088548364400416034343698204186575808495617;
@@ -176,8 +184,12 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// deleted when the ballot closes (gas refund).
     mapping(uint256 requestId => bytes32[MAX_REDUNDANCY]) private _hashes;
     mapping(address account => uint256) private _balances;
-    /// @dev Zk mode only: keccak256 of the request's input, deleted at settlement (gas refund).
+    /// @dev Zk and optimistic modes: keccak256 of the request's input, deleted at settlement.
     mapping(uint256 requestId => bytes32) private _inputHashes;
+    /// @notice Optimistic mode's dispute game (set once by the owner; zero: mode 4 unavailable).
+    IDisputeGame public disputeGame;
+    /// @notice Optimistic: the DisputeGame claim of a claimed request (0 before the claim).
+    mapping(uint256 requestId => uint256 claimId) public claimOf;
 
     /// @param modelRegistry The ModelRegistry.
     /// @param nodeRegistry The NodeRegistry (this contract must be authorized there to slash).
@@ -225,8 +237,9 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         Params memory params = _params;
         requestId = ++params.lastId;
         _params.lastId = params.lastId;
-        if (mode == MODE_ZK) {
-            // The proof's public instances are the input values: they must be on-chain.
+        if (mode == MODE_ZK || mode == MODE_OPTIMISTIC) {
+            // Zk: the proof's public instances are the input values. Optimistic: a dispute's
+            // one-step proof reads the input. Both need it inline and its hash on-chain.
             uint8 kind = uint8(input[0]);
             if (kind != INLINE) revert VerinferZkInputNotInline(kind);
             _inputHashes[requestId] = keccak256(input);
@@ -254,7 +267,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     function fulfil(uint256 requestId, bytes calldata output) external nonReentrant {
         (Job storage job, Job memory r, Profile memory profile) = _loadSingle(requestId, MODE_NONE);
         bool late = _checkAnswer(requestId, r, profile.modelId, MODE_NONE);
-        _settleSingle(requestId, job, r, profile, late, output);
+        _settleSingle(requestId, job, r, profile, msg.sender, late, output);
     }
 
     // ---------------------------------------------------------------- mode zk
@@ -277,7 +290,46 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         if (keccak256(input) != _inputHashes[requestId]) revert VerinferInputMismatch(requestId);
         _verifyZk(requestId, profile.modelId, input, output, proof);
         delete _inputHashes[requestId];
-        _settleSingle(requestId, job, r, profile, late, output);
+        _settleSingle(requestId, job, r, profile, msg.sender, late, output);
+    }
+
+    // ---------------------------------------------------------------- mode optimistic
+
+    /// @inheritdoc IInferenceCoordinator
+    /// @dev Only the assigned node, before the deadline (no late answers by other nodes: the
+    /// claimer's stake is what a lost dispute slashes). The game is the owner-set DisputeGame.
+    function claim(uint256 requestId, bytes calldata output, bytes32 traceRoot)
+        external
+        payable
+        nonReentrant
+        returns (uint256 claimId)
+    {
+        (Job storage job, Job memory r, Profile memory profile) = _loadSingle(requestId, MODE_OPTIMISTIC);
+        if (r.status != Status.Pending) revert VerinferWrongStatus(requestId, r.status);
+        if (block.timestamp > _deadline(r)) revert VerinferDeadlinePassed(requestId);
+        if (msg.sender != r.assigned0) revert VerinferNotAssigned(requestId, msg.sender);
+        job.status = Status.Claimed;
+        claimId = _openClaim(requestId, profile.modelId, output, traceRoot);
+        claimOf[requestId] = claimId;
+        emit Claimed(requestId, claimId, msg.sender);
+    }
+
+    /// @inheritdoc IInferenceCoordinator
+    /// @dev The game is called before this contract's effects: it is the owner-set DisputeGame
+    /// (trusted code) and every entry point here is nonReentrant.
+    function finalizeOptimistic(uint256 requestId, bytes calldata output) external nonReentrant {
+        (Job storage job, Job memory r, Profile memory profile) = _loadSingle(requestId, MODE_OPTIMISTIC);
+        if (r.status != Status.Claimed) revert VerinferWrongStatus(requestId, r.status);
+        uint256 claimId = claimOf[requestId];
+        (uint8 status, bytes32 outputHash) = _claimState(claimId);
+        if (keccak256(output) != outputHash) revert VerinferOutputMismatch(requestId);
+        if (status == CLAIM_OPEN) {
+            disputeGame.finalize(claimId); // reverts VerinferChallengeWindowOpen before W
+        } else if (status != CLAIM_FINALIZED && status != CLAIM_CLAIMER_WON) {
+            revert VerinferClaimNotDeliverable(requestId, status);
+        }
+        delete _inputHashes[requestId];
+        _settleSingle(requestId, job, r, profile, r.assigned0, false, output);
     }
 
     // ---------------------------------------------------------------- mode consensus
@@ -351,8 +403,10 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     // ---------------------------------------------------------------- refunds and payments
 
     /// @inheritdoc IInferenceCoordinator
-    /// @dev Mode none: refunds E and slashes the assigned node the no-show amount. Consensus:
-    /// the same as `finalize` for a request that delivered nothing.
+    /// @dev Modes none, zk, optimistic: refunds E and slashes the assigned node the no-show
+    /// amount; an optimistic claim that lost its dispute is refundable at once and slashes the
+    /// dissent amount instead. Consensus: the same as `finalize` for a request that delivered
+    /// nothing.
     function refund(uint256 requestId) external nonReentrant {
         Job storage job = _jobs[requestId];
         Job memory r = job;
@@ -360,18 +414,26 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         if (r.status == Status.Fulfilled || r.status == Status.Refunded) {
             revert VerinferWrongStatus(requestId, r.status);
         }
-        if (block.timestamp <= _deadline(r)) revert VerinferDeadlineNotPassed(requestId);
+        bool lost = r.status == Status.Claimed;
+        if (lost) {
+            (uint8 status,) = _claimState(claimOf[requestId]);
+            if (status != CLAIM_CHALLENGER_WON) revert VerinferWrongStatus(requestId, r.status);
+        } else if (block.timestamp <= _deadline(r)) {
+            revert VerinferDeadlineNotPassed(requestId);
+        }
         Panel memory panel = _panels[requestId];
         if (panel.k != 0) {
             _close(requestId, job, r, panel);
             return;
         }
         Profile memory profile = _profiles[r.profile];
-        if (profile.mode == MODE_ZK) delete _inputHashes[requestId];
+        if (profile.mode != MODE_NONE) delete _inputHashes[requestId];
         Settlement memory s = _settlement(requestId, profile, 1);
         job.status = Status.Refunded;
         uint256 escrow = _escrow(s);
-        uint256 slashed = _slash(r.assigned0, _slashing.noShow, "no-show");
+        uint256 slashed = lost
+            ? _slash(r.assigned0, _slashing.dissent, "dispute")
+            : _slash(r.assigned0, _slashing.noShow, "no-show");
         _credit(s.requester, escrow + slashed);
         emit Refunded(requestId, escrow);
     }
@@ -411,6 +473,15 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         _setSlashAmounts(noShow, dissent);
     }
 
+    /// @notice Set optimistic mode's DisputeGame, once (open claims must keep their game); it
+    /// must have been deployed with this contract as its coordinator. Owner only.
+    /// @param game The DisputeGame.
+    function setDisputeGame(address game) external onlyOwner {
+        if (game == address(0) || address(disputeGame) != address(0)) revert VerinferInvalidConfig("disputeGame");
+        disputeGame = IDisputeGame(game);
+        emit DisputeGameSet(game);
+    }
+
     // ---------------------------------------------------------------- views
 
     /// @inheritdoc IInferenceCoordinator
@@ -438,8 +509,8 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
             assignedUntil: job.assignedUntil,
             revealDeadline: revealDeadline,
             modelId: profile.modelId,
-            // Zk mode only, until settlement; not stored in modes none and consensus (see Job).
-            inputHash: profile.mode == MODE_ZK ? _inputHashes[requestId] : bytes32(0)
+            // Zk and optimistic only, until settlement; never stored in modes none and consensus.
+            inputHash: _inputHashes[requestId]
         });
     }
 
@@ -489,9 +560,10 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
 
     // ---------------------------------------------------------------- internals: opening
 
-    function _checkRedundancy(uint8 mode, uint8 redundancy) private pure {
-        if (mode == MODE_NONE || mode == MODE_ZK) {
+    function _checkRedundancy(uint8 mode, uint8 redundancy) private view {
+        if (mode == MODE_NONE || mode == MODE_ZK || mode == MODE_OPTIMISTIC) {
             if (redundancy != 1) revert VerinferInvalidRedundancy(redundancy);
+            if (mode == MODE_OPTIMISTIC && address(disputeGame) == address(0)) revert VerinferUnsupportedMode(mode);
         } else if (mode == MODE_CONSENSUS) {
             if (redundancy < MIN_CONSENSUS_REDUNDANCY || redundancy > MAX_REDUNDANCY || redundancy % 2 == 0) {
                 revert VerinferInvalidRedundancy(redundancy);
@@ -600,7 +672,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
 
     // ---------------------------------------------------------------- internals: settling
 
-    /// @dev A single-node request (mode none or zk) in `mode`.
+    /// @dev A single-node request (mode none, optimistic or zk) in `mode`.
     function _loadSingle(uint256 requestId, uint8 mode)
         private
         view
@@ -629,22 +701,42 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         }
     }
 
-    /// @dev Settles a delivered single-node request: pays the caller, the owner and the
-    /// treasury, slashes a no-show, then calls the requester back.
+    /// @dev Settles a delivered single-node request: pays `node`, the owner and the treasury,
+    /// slashes a no-show, then calls the requester back.
     function _settleSingle(
         uint256 requestId,
         Job storage job,
         Job memory r,
         Profile memory profile,
+        address node,
         bool late,
         bytes calldata output
     ) private {
         Settlement memory s = _settlement(requestId, profile, 1);
         job.status = Status.Fulfilled;
-        _payDelivery(s, msg.sender, 1);
+        _payDelivery(s, node, 1);
         if (late) s.toRequester += _slash(r.assigned0, _slashing.noShow, "no-show");
         _credit(s.requester, s.toRequester);
         _deliver(requestId, profile.requester, profile.callbackGasLimit, output);
+    }
+
+    // ---------------------------------------------------------------- internals: optimistic
+
+    /// @dev Opens the game's claim for the caller with the bond sent: the model's commitments
+    /// come from the registry, the input hash from the request.
+    function _openClaim(uint256 requestId, uint256 modelId, bytes calldata output, bytes32 traceRoot)
+        private
+        returns (uint256)
+    {
+        IDisputeGame.ClaimParams memory p;
+        (p.weightsRoot, p.stepsRoot, p.nSteps, p.nConstants) = _models.optimisticConfig(modelId);
+        (p.traceRoot, p.inputHash) = (traceRoot, _inputHashes[requestId]);
+        return disputeGame.open{value: msg.value}(msg.sender, p, output);
+    }
+
+    /// @dev A DisputeGame claim's status and output hash.
+    function _claimState(uint256 claimId) private view returns (uint8 status, bytes32 outputHash) {
+        (,, status,,,,,,,, outputHash) = disputeGame.claims(claimId);
     }
 
     // ---------------------------------------------------------------- internals: zk

@@ -29,6 +29,9 @@ contract ModelRegistry is ERC721, IModelRegistry {
         _checkModes(input.modes);
         bool hasCircuit = _checkCircuit(input.zk);
         if (input.modes & MODE_ZK != 0 && !hasCircuit) revert VerinferZkCircuitMissing();
+        if (input.modes & MODE_OPTIMISTIC != 0) {
+            _checkOptimistic(input.programHash, input.weightsRoot, input.optimistic);
+        }
         if (input.parent != 0 && input.parent > _count) revert VerinferUnknownParent(input.parent);
 
         modelId = ++_count;
@@ -47,6 +50,7 @@ contract ModelRegistry is ERC721, IModelRegistry {
         m.license = input.license;
         m.metadataURI = input.metadataURI;
         m.registeredAt = uint64(block.timestamp);
+        m.optimistic = input.optimistic;
         // _mint, not _safeMint: the registrant is msg.sender, and an onERC721Received
         // callback would be an external call before the event for no benefit.
         _mint(msg.sender, modelId);
@@ -76,6 +80,10 @@ contract ModelRegistry is ERC721, IModelRegistry {
         _checkModes(modes);
         // A stored circuit is all zero or complete (checked at registration).
         if (modes & MODE_ZK != 0 && _models[modelId].zk.verifier == address(0)) revert VerinferZkCircuitMissing();
+        if (modes & MODE_OPTIMISTIC != 0) {
+            Model storage m = _models[modelId];
+            _checkOptimistic(m.programHash, m.weightsRoot, m.optimistic);
+        }
         uint8 old = _models[modelId].modes;
         _models[modelId].modes = modes;
         emit ModesUpdated(modelId, old, modes);
@@ -131,6 +139,19 @@ contract ModelRegistry is ERC721, IModelRegistry {
     }
 
     /// @inheritdoc IModelRegistry
+    function optimisticConfig(uint256 modelId)
+        external
+        view
+        returns (bytes32 weightsRoot, bytes32 stepsRoot, uint32 nSteps, uint32 nConstants)
+    {
+        Model storage m = _models[modelId];
+        Optimistic storage o = m.optimistic;
+        (weightsRoot, stepsRoot, nSteps, nConstants) = (m.weightsRoot, o.stepsRoot, o.nSteps, o.nConstants);
+        // An optimistic-mode model always has steps: only an answer of "none" pays for the check.
+        if (nSteps == 0) _checkExists(modelId);
+    }
+
+    /// @inheritdoc IModelRegistry
     function modelCount() external view returns (uint256) {
         return _count;
     }
@@ -169,6 +190,13 @@ contract ModelRegistry is ERC721, IModelRegistry {
         if (zk.settingsHash == 0) revert VerinferInvalidZkCircuit("settingsHash");
         if (bytes(zk.artifactsCid).length == 0) revert VerinferInvalidZkCircuit("artifactsCid");
         return true;
+    }
+
+    /// @dev MODE_OPTIMISTIC: the dispute game needs the program, its constants and its steps.
+    function _checkOptimistic(bytes32 programHash, bytes32 weightsRoot, Optimistic memory o) private pure {
+        if (programHash == 0 || weightsRoot == 0 || o.stepsRoot == 0 || o.nSteps == 0) {
+            revert VerinferOptimisticConfigMissing();
+        }
     }
 
     /// @dev solc's legacy code generator cannot copy nested calldata arrays to storage at once.

@@ -176,7 +176,7 @@ class InferenceClient:
         """Pay for and send a request; with ``wait``, block until it settles."""
         m = InferenceMode.parse(mode)
         k = redundancy if redundancy is not None else (3 if m == InferenceMode.CONSENSUS else 1)
-        if m in (InferenceMode.NONE, InferenceMode.ZK) and k != 1:
+        if m in (InferenceMode.NONE, InferenceMode.OPTIMISTIC, InferenceMode.ZK) and k != 1:
             raise ConfigError(
                 f"mode {m.name.lower()} is answered by one node: redundancy must be 1"
             )

@@ -1,6 +1,6 @@
 """`verinfer request ...`: ask the network for an inference, and look a request up.
 
-    verinfer request MODEL_ID --input x.npy [--mode none|consensus|zk] [--wait] [--json]
+    verinfer request MODEL_ID --input x.npy [--mode none|consensus|optimistic|zk] [--wait] [--json]
     verinfer request status REQUEST_ID [--json]
 
 ``request`` is a group whose default command is ``submit``: anything that is not a
@@ -67,7 +67,7 @@ def _show(result: RequestResult, client: InferenceClient) -> None:
 def submit(
     model_id: Annotated[int, typer.Argument(help="Model id")],
     input_path: Annotated[Path, typer.Option("--input", help=".npy input (single-input models)")],
-    mode: Annotated[str, typer.Option("--mode", help="none, consensus or zk")] = "none",
+    mode: Annotated[str, typer.Option("--mode", help="none, consensus, optimistic or zk")] = "none",
     redundancy: Annotated[
         int | None, typer.Option("--redundancy", help="Nodes for consensus (default 3)")
     ] = None,

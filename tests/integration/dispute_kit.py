@@ -37,7 +37,8 @@ class Game:
 def deploy_game(rpc_url: str) -> Game:
     deployer = Chain(rpc_url, dev_account(0))
     verifier, _ = deployer.deploy("OneStepVerifier")
-    router, _ = deployer.deploy("StepRouter", verifier)
+    ext, _ = deployer.deploy("OneStepVerifierExt")
+    router, _ = deployer.deploy("StepRouter", verifier, ext)
     treasury = dev_account(3).address
     game, _ = deployer.deploy(
         "DisputeGame",

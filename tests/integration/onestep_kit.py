@@ -128,3 +128,87 @@ def wide_dense_program(
     feed = {"x": rng.normal(size=(rows, k)).astype(np.float32)}
     program = compile_proto(model, feed, batch=rows)
     return program, program.run(feed)
+
+
+def rows_program(
+    width: int = 384, softmax_width: int = 128, rows: int = 2, seed: int = 0
+) -> tuple[Program, Execution]:
+    """MiniLM's row ops: LayerNormalization over ``width`` values and Softmax over
+    ``softmax_width`` (attention scores of a 128-token sequence), then Gelu (a table)."""
+    rng = np.random.default_rng(seed)
+    f = TensorProto.FLOAT
+    inits = [
+        numpy_helper.from_array(rng.normal(1.0, 0.1, size=width).astype(np.float32), "gamma"),
+        numpy_helper.from_array(rng.normal(0.0, 0.1, size=width).astype(np.float32), "beta"),
+    ]
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["ln"], axis=-1),
+        helper.make_node("Gelu", ["ln"], ["g"], domain=""),
+        helper.make_node("Softmax", ["s"], ["y"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "rows",
+        [
+            helper.make_tensor_value_info("x", f, [rows, width]),
+            helper.make_tensor_value_info("s", f, [rows, softmax_width]),
+        ],
+        [
+            helper.make_tensor_value_info("g", f, [rows, width]),
+            helper.make_tensor_value_info("y", f, [rows, softmax_width]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    feed = {
+        "x": rng.normal(size=(rows, width)).astype(np.float32),
+        "s": (4 * rng.normal(size=(rows, softmax_width))).astype(np.float32),
+    }
+    program = compile_proto(model, feed, batch=rows)
+    return program, program.run(feed)
+
+
+def misc_program(seed: int = 0) -> tuple[Program, Execution]:
+    """The ops the test models lack: Tile, Expand, a ReduceMean / ReduceSum over leading
+    axes, the casts (float -> int truncates, -> bool, int -> float copies), and an
+    unsupported layout: a ReduceSum over the non-adjacent axes 0 and 2."""
+    rng = np.random.default_rng(seed)
+    f, i32 = TensorProto.FLOAT, TensorProto.INT32
+    inits = [
+        numpy_helper.from_array(np.array([1, 2, 1], dtype=np.int64), "reps"),
+        numpy_helper.from_array(np.array([2, 3, 4], dtype=np.int64), "shape"),
+        numpy_helper.from_array(np.array([0, 1], dtype=np.int64), "axes01"),
+        numpy_helper.from_array(np.array([0, 2], dtype=np.int64), "axes02"),
+    ]
+    nodes = [
+        helper.make_node("Tile", ["x", "reps"], ["tiled"]),
+        helper.make_node("ReduceMean", ["x"], ["mean0"], axes=[0], keepdims=1),
+        helper.make_node("Expand", ["mean0", "shape"], ["expanded"]),
+        helper.make_node("ReduceSum", ["x", "axes01"], ["sum01"], keepdims=0),
+        helper.make_node("ReduceSum", ["x", "axes02"], ["sum02"], keepdims=0),
+        helper.make_node("Mul", ["x", "x"], ["sq"]),
+        helper.make_node("Cast", ["sq"], ["ints"], to=i32),
+        helper.make_node("Cast", ["x"], ["bools"], to=TensorProto.BOOL),
+        helper.make_node("Cast", ["ints"], ["floats"], to=f),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("tiled", f, [2, 6, 4]),
+        helper.make_tensor_value_info("expanded", f, [2, 3, 4]),
+        helper.make_tensor_value_info("sum01", f, [4]),
+        helper.make_tensor_value_info("sum02", f, [3]),
+        helper.make_tensor_value_info("bools", TensorProto.BOOL, [2, 3, 4]),
+        helper.make_tensor_value_info("floats", f, [2, 3, 4]),
+    ]
+    graph = helper.make_graph(
+        nodes, "misc", [helper.make_tensor_value_info("x", f, [2, 3, 4])], outputs, inits
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    x = 3 * rng.normal(size=(2, 3, 4)).astype(np.float32)
+    x[0, 0, 0] = 0.0  # a false bool
+    feed = {"x": x}
+    program = compile_proto(model, feed, batch=2)
+    return program, program.run(feed)

@@ -452,7 +452,7 @@ def test_every_bad_request_has_a_typed_error(kit: Kit) -> None:
     with pytest.raises(ModelNotServableError):
         req(mode=MODE_CONSENSUS, k=3)  # the model does not allow consensus
     with pytest.raises(UnsupportedModeError):
-        req(mode=4)
+        req(mode=16)
     with pytest.raises(InvalidRedundancyError):
         req(k=2)
     with pytest.raises(EmptyInputError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -27,7 +28,12 @@ from onestep_kit import wide_dense_program
 
 from verinfer.chain.codec import decode_tensors, encode_tensors
 from verinfer.chain.devnet import DevnetInfo
-from verinfer.optimistic.descriptors import build_descriptors, steps_root, unsupported_steps
+from verinfer.optimistic.descriptors import (
+    OP_UNSUPPORTED,
+    build_descriptors,
+    steps_root,
+    unsupported_steps,
+)
 from verinfer.optimistic.errors import DisputeRevertError
 from verinfer.optimistic.game import (
     ChallengerParty,
@@ -61,6 +67,12 @@ PROGRAMS: dict[str, Callable[[], tuple[Program, Execution]]] = {
     "digits_cnn": lambda: _test_model("digits_cnn"),
     # 300 output values: 3 chunks, so the chunk tree has a padding leaf
     "dense_300": lambda: wide_dense_program(8, 100, rows=3),
+    # lookup tables, leaky_relu, clip, softmax rows (OneStepVerifierExt through the router)
+    "sigmoid_mlp": lambda: _test_model("sigmoid_mlp"),
+    # layer norm and softmax rows, a reduce over an inner axis, transpose, concat, slice
+    "transformer_block": lambda: _test_model("transformer_block"),
+    # transpose, slice, gather, concat, where, argmax
+    "shape_ops": lambda: _test_model("shape_ops"),
 }
 
 
@@ -181,6 +193,36 @@ def test_dishonest_claimer_loses_its_bond(
     record_property("max_tx_gas", longest.max_gas)
     record_property("wall_s", round(wall, 3))
     record_property("max_tx_gas_any", max(r.max_gas for r, _ in records))
+
+
+@pytest.mark.parametrize("name", ["sigmoid_mlp", "transformer_block", "shape_ops"])
+@pytest.mark.parametrize("propagate", [False, True], ids=["alone", "propagated"])
+def test_every_op_of_a_model_is_decided_by_the_one_step(
+    deployed: Game, name: str, propagate: bool, record_property: Any
+) -> None:
+    """A wrong element at the first step of each op (lookup tables, softmax and layer norm
+    rows, shape ops, ...): the honest challenger wins with the one-step proof."""
+    program, execution = model(name)
+    rng = np.random.default_rng(zlib.crc32(f"ops-{name}-{propagate}".encode()))
+    firsts = {s.op: i for i, s in reversed(list(enumerate(program.steps)))}
+    largest = 0
+    for op, step in sorted(firsts.items()):
+        snap = deployed.deployer.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+        try:
+            size = program.tensors[program.steps[step].output].size
+            element = int(rng.integers(0, size))
+            delta = int(rng.choice([-1, 1]) * rng.integers(1, 100))
+            values = corrupted_values(program, execution, step, element, delta, propagate=propagate)
+            _, record = _dispute(deployed, name, values)
+            assert record.claimer_won is False, f"{op} (step {step}) element {element}"
+            assert record.reason == BY_ONE_STEP, f"{op} (step {step})"
+            _assert_challenger_paid(deployed)
+            record_property(f"max_tx_gas_{op}_step{step}", record.max_gas)
+            largest = max(largest, record.max_gas)
+        finally:
+            deployed.deployer.w3.provider.make_request("evm_revert", [snap])  # type: ignore[arg-type]
+    record_property("max_tx_gas_any", largest)
+    assert largest < EIP7825_TX_GAS_CAP // 8
 
 
 @pytest.mark.parametrize("name", ["digits_mlp", "digits_cnn"])
@@ -322,13 +364,15 @@ def test_a_padding_child_cannot_be_disputed(game: Game) -> None:
     assert record.claimer_won is False
 
 
-def test_unsupported_steps_cannot_be_resolved(game: Game) -> None:
+@pytest.mark.parametrize("op", [OP_UNSUPPORTED, 25, 255])
+def test_unsupported_steps_cannot_be_resolved(game: Game, op: int) -> None:
     program = TEST_MODELS["sigmoid_mlp"].compile()
     descriptors = build_descriptors(program)
-    (step, *_) = unsupported_steps(descriptors)
+    assert unsupported_steps(descriptors) == []  # every op of the test models has a rule
+    unknown = replace(descriptors[4], op=op, attrs=())
     g = game.deployer.contract("DisputeGame", game.address)
     router = game.deployer.contract("StepRouter", g.functions.router().call())
-    fn = router.functions.recompute(descriptors[step].abi(), 0, [])
+    fn = router.functions.recompute(unknown.abi(), 0, [])
     assert _revert(lambda: game.deployer.call(fn)) == "VerinferUnsupportedStep"
 
 

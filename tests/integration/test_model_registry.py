@@ -109,7 +109,9 @@ def test_lineage_links_to_an_existing_parent(registry: RegistryClient) -> None:
 
 
 def test_terms_updates_emit_events(registry: RegistryClient) -> None:
-    model_id, _ = registry.register(sample(registry))
+    h = "0x" + "11" * 32  # mode optimistic needs the program's commitments
+    model = sample(registry, program_hash=h, weights_root=h, steps_root=h, n_steps=2)
+    model_id, _ = registry.register(model)
     r = registry.set_price(model_id, 42)
     assert events(registry, "PriceUpdated", r) == [
         {"modelId": model_id, "oldPrice": 10_000, "newPrice": 42}

@@ -3,15 +3,18 @@ pragma solidity ^0.8.24;
 
 /// @title IInferenceCoordinator
 /// @notice Escrowed inference requests answered by staked nodes. Modes: 1 none (one node's
-/// word), 2 consensus (k nodes commit-reveal, majority delivered), 8 zk (one node's output with
-/// a zk proof of the model's circuit, checked on delivery). Payments are pull-based.
+/// word), 2 consensus (k nodes commit-reveal, majority delivered), 4 optimistic (one node's
+/// claim, delivered after the DisputeGame's challenge window unless a dispute overturns it), 8 zk
+/// (one node's output with a zk proof of the model's circuit, checked on delivery). Payments
+/// are pull-based.
 interface IInferenceCoordinator {
     enum Status {
         None,
         Pending, // waiting for an answer (none) or for commits (consensus)
         Revealing, // consensus: reveals are open, no majority yet
         Fulfilled, // the output was delivered (consensus: payments settle at close)
-        Refunded // no result: the escrow went back to the requester
+        Refunded, // no result: the escrow went back to the requester
+        Claimed // optimistic: the assigned node claimed; `finalizeOptimistic` or `refund` settles
     }
 
     /// @notice A request as `getRequest` returns it, also after settlement. `escrow` reads 0 once
@@ -29,7 +32,7 @@ interface IInferenceCoordinator {
         uint64 assignedUntil; // only assigned nodes may answer before this time
         uint64 revealDeadline; // consensus: reveals after this are too late
         uint256 modelId;
-        bytes32 inputHash; // zk: keccak256(input) until settled; 0 in modes none and consensus
+        bytes32 inputHash; // zk, optimistic: keccak256(input) until settled; 0 in none, consensus
     }
 
     /// @notice Consensus bookkeeping: bit i is the i-th assigned node (assignment order).
@@ -60,6 +63,10 @@ interface IInferenceCoordinator {
     event ProtocolFeeUpdated(address treasury, uint16 protocolFeeBps);
     event TimingUpdated(uint24 assignmentWindow, uint24 revealWindow, uint24 minDeadline);
     event SlashAmountsUpdated(uint96 noShowSlash, uint96 dissentSlash);
+    /// @notice Optimistic: the assigned node claimed `requestId`'s output as DisputeGame claim
+    /// `claimId` (the output and traceRoot are in the game's ClaimOpened event).
+    event Claimed(uint256 indexed requestId, uint256 indexed claimId, address indexed node);
+    event DisputeGameSet(address game);
 
     error VerinferUnknownRequest(uint256 requestId);
     error VerinferUnsupportedMode(uint8 mode);
@@ -97,16 +104,21 @@ interface IInferenceCoordinator {
     error VerinferZkScaleMismatch(uint256 requestId, bool isOutput, int8 expected, int8 got);
     /// @notice Zk mode: the verifier rejected the proof (it reverted or returned false).
     error VerinferInvalidProof(uint256 requestId);
+    /// @notice Optimistic: `finalizeOptimistic`'s output is not the claimed one (keccak256 differs).
+    error VerinferOutputMismatch(uint256 requestId);
+    /// @notice Optimistic: the claim is disputed (2) or lost (5): nothing to deliver (yet).
+    error VerinferClaimNotDeliverable(uint256 requestId, uint8 claimStatus);
 
     /// @notice Ask model `modelId` for an output. Pulls the fee (model price + node fee(s) +
     /// protocol fee) from the caller, which must be at most `maxFee`.
     /// @param modelId The ModelRegistry id.
     /// @param input The input tensors in the verinfer tensor encoding (see TensorCodec).
-    /// @param mode 1 (none), 2 (consensus) or 8 (zk: the input must be inline).
+    /// @param mode 1 (none), 2 (consensus), 4 (optimistic) or 8 (zk); optimistic and zk need an
+    /// inline input (VerinferZkInputNotInline otherwise).
     /// @param maxFee The most the caller pays; `quote` gives a fee that never fails.
     /// @param deadline Unix time after which an unanswered request is refundable.
     /// @param callbackGasLimit Gas for the `onInference` callback (contracts only).
-    /// @param redundancy 1 for none and zk; odd 3..7 for consensus.
+    /// @param redundancy 1 for none, optimistic and zk; odd 3..7 for consensus.
     /// @return requestId The new request's id (ids start at 1).
     function request(
         uint256 modelId,
@@ -131,6 +143,22 @@ interface IInferenceCoordinator {
     function fulfilZk(uint256 requestId, bytes calldata input, bytes calldata output, bytes calldata proof)
         external;
 
+    /// @notice Mode optimistic: the assigned node claims `output` (inline, the program outputs'
+    /// integers at their scales) with the `traceRoot` of its execution, before the deadline,
+    /// forwarding the DisputeGame's claim bond as `msg.value`. Opens the game's claim with the
+    /// model's weightsRoot, stepsRoot and counts (registry) and the request's input hash.
+    /// @return claimId The DisputeGame claim (also `claimOf(requestId)`).
+    function claim(uint256 requestId, bytes calldata output, bytes32 traceRoot)
+        external
+        payable
+        returns (uint256 claimId);
+
+    /// @notice Mode optimistic: deliver the claimed `output` (checked against the claim's hash)
+    /// and pay as mode none does, once the claim finalized undisputed (this closes it in the game
+    /// after its window; before, the game reverts VerinferChallengeWindowOpen) or its claimer won
+    /// the dispute. Anyone may call it. A lost claim is settled by `refund` instead.
+    function finalizeOptimistic(uint256 requestId, bytes calldata output) external;
+
     /// @notice Mode consensus: commit keccak256(abi.encode(requestId, node, output, salt)).
     function commit(uint256 requestId, bytes32 commitment) external;
 
@@ -142,6 +170,8 @@ interface IInferenceCoordinator {
     function finalize(uint256 requestId) external;
 
     /// @notice After the deadline with no result: refund the requester, slash the no-shows.
+    /// Optimistic: also as soon as the claim lost its dispute, deadline or not: the requester is
+    /// refunded in full and the claimer slashed the dissent amount.
     function refund(uint256 requestId) external;
 
     /// @notice Pull everything owed to the caller (fees, royalties, refunds).

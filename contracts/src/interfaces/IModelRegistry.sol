@@ -34,6 +34,18 @@ interface IModelRegistry {
         uint256 parent; // model this one derives from (0 = none)
         string license; // SPDX id or URL
         string metadataURI; // model card, returned as tokenURI
+        Optimistic optimistic; // the step descriptors (all zero if none; required with MODE_OPTIMISTIC)
+    }
+
+    /// @notice What optimistic mode's dispute game needs besides programHash and weightsRoot:
+    /// the root of the program's step descriptors (docs/optimistic.md, "Step descriptors"), the
+    /// number of steps (leaves of stepsRoot and of every traceRoot) and of constants (leaves of
+    /// weightsRoot). The counts bound the game's list proofs, so they come from the registry,
+    /// never from the claimer. `nSteps` and `nConstants` share one storage slot.
+    struct Optimistic {
+        bytes32 stepsRoot;
+        uint32 nSteps;
+        uint32 nConstants;
     }
 
     /// @notice A registered model as stored.
@@ -53,6 +65,7 @@ interface IModelRegistry {
         string license;
         string metadataURI;
         uint64 registeredAt;
+        Optimistic optimistic;
     }
 
     event ModelRegistered(
@@ -75,6 +88,8 @@ interface IModelRegistry {
     /// @notice A zk circuit was given but `field` is missing (zero, empty, or a verifier without
     /// code): a circuit is either all zero or complete.
     error VerinferInvalidZkCircuit(string field);
+    /// @notice MODE_OPTIMISTIC needs non-zero programHash, weightsRoot, stepsRoot and nSteps.
+    error VerinferOptimisticConfigMissing();
 
     /// @notice Register a model and mint its token to the caller.
     /// @return modelId The new model's id (ids start at 1).
@@ -87,7 +102,8 @@ interface IModelRegistry {
     function setRoyalty(uint256 modelId, uint16 royaltyBps) external;
 
     /// @notice Set the allowed verification modes bitmask. Owner or approved only. Enabling
-    /// MODE_ZK needs the model to have been registered with a zk circuit.
+    /// MODE_ZK needs the model to have been registered with a zk circuit, MODE_OPTIMISTIC with
+    /// its programHash, weightsRoot and step descriptors (Optimistic).
     function setModes(uint256 modelId, uint8 modes) external;
 
     /// @notice Mark a model deprecated (no new requests) or undo it. Owner or approved only.
@@ -113,6 +129,14 @@ interface IModelRegistry {
     /// verifier and the input and output scales (all zero for a model without a circuit);
     /// reverts with VerinferUnknownModel for an unknown id.
     function zkConfig(uint256 modelId) external view returns (address verifier, int8 inputScale, int8 outputScale);
+
+    /// @notice What the coordinator gives the dispute game for an optimistic claim, in three
+    /// storage reads: the model's weightsRoot, stepsRoot and step and constant counts (all zero
+    /// for a model without optimistic config); reverts with VerinferUnknownModel for an unknown id.
+    function optimisticConfig(uint256 modelId)
+        external
+        view
+        returns (bytes32 weightsRoot, bytes32 stepsRoot, uint32 nSteps, uint32 nConstants);
 
     /// @notice How many models were registered (the highest id).
     function modelCount() external view returns (uint256);

@@ -43,6 +43,22 @@ library StepDescriptors {
     uint8 internal constant OP_POOL2D = 7;
     uint8 internal constant OP_REDUCE = 8;
     uint8 internal constant OP_RESHAPE = 9;
+    // Ops 10 and above are recomputed by OneStepVerifierExt from the descriptor itself.
+    uint8 internal constant OP_LUT = 10;
+    uint8 internal constant OP_LEAKY_RELU = 11;
+    uint8 internal constant OP_CLIP = 12;
+    uint8 internal constant OP_CAST = 13;
+    uint8 internal constant OP_WHERE = 14;
+    uint8 internal constant OP_ARGMAX = 15;
+    uint8 internal constant OP_REDUCE_AXES = 16;
+    uint8 internal constant OP_SOFTMAX = 17;
+    uint8 internal constant OP_LAYERNORM = 18;
+    uint8 internal constant OP_CONCAT = 19;
+    uint8 internal constant OP_GATHER = 20;
+    uint8 internal constant OP_TRANSPOSE = 21;
+    uint8 internal constant OP_SLICE = 22;
+    uint8 internal constant OP_EXPAND = 23;
+    uint8 internal constant OP_TILE = 24;
 
     uint256 internal constant CHUNK_BYTES = 512;
 

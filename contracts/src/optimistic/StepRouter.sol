@@ -2,25 +2,31 @@
 pragma solidity ^0.8.24;
 
 import {OneStepVerifier} from "./OneStepVerifier.sol";
+import {OneStepVerifierExt} from "./OneStepVerifierExt.sol";
 import {StepDescriptors} from "./StepDescriptors.sol";
 import {TensorProofs} from "./TensorProofs.sol";
 
 /// @title StepRouter
 /// @notice Recomputes element `j` of a step from its descriptor: builds the
 /// OneStepVerifier parameters from the descriptor alone (never from the prover) and calls
-/// the verifier's function for the descriptor's op. `openings[i]` opens operand `i`; the
+/// the verifier's function for the descriptor's op; ops from OP_LUT on go, descriptor and
+/// all, to OneStepVerifierExt. `openings[i]` opens operand `i`; the
 /// caller (DisputeGame) has bound each opening's root and size to the operand.
 /// @dev A separate contract so that DisputeGame and it each stay under EIP-170's 24,576 bytes.
 contract StepRouter {
     /// @notice The one-step verifier this router calls.
     OneStepVerifier public immutable verifier;
+    /// @notice The verifier of lookup tables, rows (softmax, layer norm) and shape ops.
+    OneStepVerifierExt public immutable ext;
 
     /// @notice The descriptor's op has no on-chain rule (or its attributes are malformed).
     error VerinferUnsupportedStep(uint8 op);
 
     /// @param verifier_ the deployed OneStepVerifier
-    constructor(OneStepVerifier verifier_) {
+    /// @param ext_ the deployed OneStepVerifierExt
+    constructor(OneStepVerifier verifier_, OneStepVerifierExt ext_) {
         verifier = verifier_;
+        ext = ext_;
     }
 
     /// @notice Element `j` (flat, C order) of the step described by `d`, recomputed from the
@@ -66,6 +72,9 @@ contract StepRouter {
         if (op == StepDescriptors.OP_RESHAPE) {
             _need(d, 1, 0);
             return verifier.reshape(j, o[0]);
+        }
+        if (op >= StepDescriptors.OP_LUT && op <= StepDescriptors.OP_TILE) {
+            return ext.recompute(d, j, o);
         }
         revert VerinferUnsupportedStep(op);
     }

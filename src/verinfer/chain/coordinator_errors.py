@@ -18,6 +18,7 @@ __all__ = [
     "AlreadyRegisteredError",
     "AlreadyRevealedError",
     "CallbackGasTooHighError",
+    "ClaimNotDeliverableError",
     "CoordinatorError",
     "DeadlineNotPassedError",
     "DeadlinePassedError",
@@ -46,6 +47,7 @@ __all__ = [
     "NothingToWithdrawError",
     "OnlyCoordinatorError",
     "OnlyOwnerError",
+    "OutputMismatchError",
     "RevealMismatchError",
     "RevealNotOpenError",
     "TensorCodecError",
@@ -228,7 +230,8 @@ class InvalidConfigError(CoordinatorError):
 
 
 class ZkInputNotInlineError(InvalidRequestError):
-    """Zk mode: the input must be inline (kind 0x01): its values are the proof's instances."""
+    """Zk and optimistic modes: the input must be inline (kind 0x01): its values are the
+    proof's instances (zk) or what a dispute's one-step proof reads (optimistic)."""
 
 
 class InputMismatchError(CoordinatorError):
@@ -241,6 +244,14 @@ class ZkMalformedTensorError(ContractRevertError, ModelError):
 
 class ZkScaleMismatchError(ContractRevertError, ModelError):
     """Zk mode: the input or output tensor's scale is not the circuit's."""
+
+
+class OutputMismatchError(CoordinatorError):
+    """Optimistic mode: finalizeOptimistic's output is not the claimed one (keccak256 differs)."""
+
+
+class ClaimNotDeliverableError(CoordinatorError):
+    """Optimistic mode: the claim is still disputed (2) or lost its dispute (5)."""
 
 
 class InvalidProofError(ContractRevertError, ProofError):
@@ -294,7 +305,21 @@ _ERRORS: list[tuple[str, type[ContractRevertError], str | None]] = [
     ("VerinferInsufficientGas", InsufficientGasError, "send the transaction with more gas"),
     ("VerinferNothingToWithdraw", NothingToWithdrawError, None),
     ("VerinferInvalidConfig", InvalidConfigError, None),
-    ("VerinferZkInputNotInline", ZkInputNotInlineError, "send zk inputs inline, not by CID"),
+    (
+        "VerinferZkInputNotInline",
+        ZkInputNotInlineError,
+        "send zk and optimistic inputs inline, not by CID",
+    ),
+    (
+        "VerinferOutputMismatch",
+        OutputMismatchError,
+        "pass the claimed output bytes unchanged (the game's ClaimOpened event has them)",
+    ),
+    (
+        "VerinferClaimNotDeliverable",
+        ClaimNotDeliverableError,
+        "a disputed claim finalizes when its dispute ends; a lost one is settled by `refund`",
+    ),
     ("VerinferInputMismatch", InputMismatchError, "pass the request's input bytes unchanged"),
     (
         "VerinferZkMalformedTensor",

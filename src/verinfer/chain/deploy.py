@@ -8,6 +8,7 @@ from pathlib import Path
 import structlog
 
 from verinfer.chain.accounts import DEVNET_CHAIN_ID
+from verinfer.chain.artifacts import abi
 from verinfer.chain.client import Chain
 from verinfer.chain.deployments import AddressBook
 from verinfer.errors import ConfigError
@@ -15,6 +16,7 @@ from verinfer.errors import ConfigError
 log = structlog.get_logger(__name__)
 
 TUSD = 10**6  # TestUSD has 6 decimals, as USDC
+ETH = 10**18
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,14 @@ class SuiteParams:
     reveal_window_s: int = 120
     min_deadline_s: int = 300
     no_show_slash: int = 10 * TUSD
-    dissent_slash: int = 20 * TUSD
+    dissent_slash: int = 20 * TUSD  # also what an optimistic claim that lost a dispute costs
     treasury: str | None = None  # None: the deployer
+    # Optimistic mode's DisputeGame (bonds in wei, times in seconds; docs/optimistic.md).
+    claim_bond_wei: int = ETH // 100
+    challenge_bond_wei: int = ETH // 100
+    challenge_window_s: int = 3600
+    move_time_s: int = 600
+    game_fee_bps: int = 1_000
 
     def validate(self) -> None:
         if self.min_stake <= 0:
@@ -51,6 +59,11 @@ class SuiteParams:
         for name in ("no_show_slash", "dissent_slash"):
             if not 0 <= getattr(self, name) < 2**96:
                 raise ConfigError(f"{name} is not a uint96")
+        for name in ("claim_bond_wei", "challenge_bond_wei", "challenge_window_s", "move_time_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.game_fee_bps <= 5_000:
+            raise ConfigError(f"game_fee_bps {self.game_fee_bps} is not in 0..5000")
 
 
 def deploy_suite(
@@ -63,7 +76,9 @@ def deploy_suite(
     """Deploy every contract; the devnet gets its own TestUSD as the payment token.
 
     On any other chain the payment token (e.g. USDC) must be given: TestUSD's faucet would be
-    useless there. The coordinator is authorized as a slashing module of the NodeRegistry. The
+    useless there. The coordinator is authorized as a slashing module of the NodeRegistry.
+    Optimistic mode: OneStepVerifier, StepRouter and a DisputeGame whose coordinator is the
+    InferenceCoordinator (deployed after it, then set on it with ``setDisputeGame``). The
     address book is written only after every deployment succeeded.
     """
     params = params or SuiteParams()
@@ -99,6 +114,39 @@ def deploy_suite(
     )
     book.contracts["InferenceCoordinator"] = coordinator
     chain.transact(chain.contract("NodeRegistry", nodes).functions.setModule(coordinator, True))
+    router = _deploy_step_router(chain, book)
+    game, _ = chain.deploy(
+        "DisputeGame",
+        router,
+        coordinator,
+        params.treasury or chain.address,
+        params.claim_bond_wei,
+        params.challenge_bond_wei,
+        params.challenge_window_s,
+        params.move_time_s,
+        params.game_fee_bps,
+    )
+    book.contracts.update(StepRouter=router, DisputeGame=game)
+    coordinator_contract = chain.contract("InferenceCoordinator", coordinator)
+    chain.transact(coordinator_contract.functions.setDisputeGame(game))
     book.save(book_dir)
     log.info("suite.deployed", chain_id=chain.chain_id, contracts=book.contracts)
     return book
+
+
+def _deploy_step_router(chain: Chain, book: AddressBook) -> str:
+    """Deploy the StepRouter after the one-step verifier contracts its constructor takes (each
+    constructor argument of type ``contract X`` is a fresh deployment of X, recorded in
+    ``book``), so the suite follows the router's constructor as verifiers are added."""
+    (constructor,) = [item for item in abi("StepRouter") if item["type"] == "constructor"]
+    args = []
+    for param in constructor["inputs"]:
+        kind = str(param.get("internalType", ""))
+        if not kind.startswith("contract "):
+            raise ConfigError(f"StepRouter's constructor takes {kind or param['type']!r}")
+        name = kind.removeprefix("contract ")
+        address, _ = chain.deploy(name)
+        book.contracts[name] = address
+        args.append(address)
+    router, _ = chain.deploy("StepRouter", *args)
+    return router

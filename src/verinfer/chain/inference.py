@@ -20,6 +20,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 import verinfer.chain.coordinator_errors  # noqa: F401 - registers the contracts' typed errors
+import verinfer.optimistic.errors  # noqa: F401 - the DisputeGame's errors surface through claims
 from verinfer.chain.client import Chain
 from verinfer.chain.token import Token
 from verinfer.errors import ChainError, ConfigError
@@ -52,6 +53,7 @@ class InferenceMode(IntEnum):
 
     NONE = 1
     CONSENSUS = 2
+    OPTIMISTIC = 4
     ZK = 8
 
     @classmethod
@@ -62,12 +64,15 @@ class InferenceMode(IntEnum):
             try:
                 return cls(text)
             except ValueError:
-                raise ConfigError(f"unknown inference mode {text}", hint="use 1, 2 or 8") from None
+                raise ConfigError(
+                    f"unknown inference mode {text}", hint="use 1, 2, 4 or 8"
+                ) from None
         try:
             return cls[text.strip().upper()]
         except KeyError:
             raise ConfigError(
-                f"unknown inference mode {text!r}", hint="choose none, consensus or zk"
+                f"unknown inference mode {text!r}",
+                hint="choose none, consensus, optimistic or zk",
             ) from None
 
 
@@ -77,6 +82,7 @@ class RequestStatus(IntEnum):
     REVEALING = 2
     FULFILLED = 3
     REFUNDED = 4
+    CLAIMED = 5  # optimistic: claimed, waiting for finalizeOptimistic (or refund if it lost)
 
     @property
     def settled(self) -> bool:
@@ -114,7 +120,7 @@ class RequestInfo:
     assigned_until: int
     reveal_deadline: int
     model_id: int
-    input_hash: str  # zero in modes none and consensus: the input is in the event
+    input_hash: str  # zk, optimistic; zero in modes none and consensus: the input is in the event
 
     @classmethod
     def from_tuple(cls, request_id: int, t: Any) -> RequestInfo:
@@ -268,6 +274,14 @@ class CoordinatorClient:
     def request_count(self) -> int:
         return int(self.chain.call(self.contract.functions.requestCount()))
 
+    def dispute_game(self) -> str:
+        """Optimistic mode's DisputeGame (the zero address when none is set)."""
+        return str(self.chain.call(self.contract.functions.disputeGame()))
+
+    def claim_of(self, request_id: int) -> int:
+        """Optimistic: the DisputeGame claim id of a claimed request (0 before its claim)."""
+        return int(self.chain.call(self.contract.functions.claimOf(request_id)))
+
     def balance_of(self, account: str) -> int:
         address = Web3.to_checksum_address(account)
         return int(self.chain.call(self.contract.functions.balanceOf(address)))
@@ -339,6 +353,31 @@ class CoordinatorClient:
 
     def reveal_fn(self, request_id: int, output: bytes, salt: bytes) -> ContractFunction:
         return self.contract.functions.reveal(request_id, output, salt)
+
+    def claim_fn(self, request_id: int, output: bytes, trace_root: bytes) -> ContractFunction:
+        """Mode optimistic: the assigned node's claim (send it with the game's claim bond)."""
+        return self.contract.functions.claim(request_id, bytes(output), bytes(trace_root))
+
+    def claim(self, request_id: int, output: bytes, trace_root: bytes) -> tuple[int, TxReceipt]:
+        """Mode optimistic: claim ``output`` (inline, ``outputs_q`` at the program's output
+        scales) with the execution's ``trace_root``, forwarding the DisputeGame's claim bond.
+        Returns the game's claim id and the receipt."""
+        if len(trace_root) != 32:
+            raise ConfigError(f"a trace root is 32 bytes, got {len(trace_root)}")
+        game = self.chain.contract("DisputeGame", self.dispute_game())
+        bond = int(self.chain.call(game.functions.claimBond()))
+        receipt = self.chain.transact(self.claim_fn(request_id, output, trace_root), value=bond)
+        events = self.contract.events.Claimed().process_receipt(receipt, errors=DISCARD)
+        if len(events) != 1:
+            raise ChainError(f"the claim transaction emitted {len(events)} Claimed events")
+        return int(events[0]["args"]["claimId"]), receipt
+
+    def finalize_optimistic(self, request_id: int, output: bytes) -> TxReceipt:
+        """Mode optimistic: deliver the claimed ``output`` and pay, once the claim finalized
+        (after the challenge window, undisputed) or its claimer won the dispute."""
+        return self.chain.transact(
+            self.contract.functions.finalizeOptimistic(request_id, bytes(output))
+        )
 
     def fulfil(self, request_id: int, output: bytes) -> TxReceipt:
         return self.chain.transact(self.fulfil_fn(request_id, output))

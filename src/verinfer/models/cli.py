@@ -149,6 +149,7 @@ def add(
         "program_cid": stored.program_cid,
         "program_hash": program.program_hash,
         "weights_root": program.weights_root,
+        "steps_root": model.steps_root,
         "name": name,
         "owner": ctx.chain.address,
         "price": model.price,
@@ -216,7 +217,7 @@ def show(
         return
     table = Table(show_header=False, box=None)
     for key, value in data.items():
-        if key in ("program_hash", "weights_root") and value == ZERO_HASH:
+        if key in ("program_hash", "weights_root", "steps_root") and value == ZERO_HASH:
             value = "(not yet compiled)"
         table.add_row(f"[bold]{key}[/]", str(value))
     out.print(table)

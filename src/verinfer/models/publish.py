@@ -16,6 +16,7 @@ from verinfer.errors import ModelError
 from verinfer.models.manifest import Manifest
 from verinfer.models.onnx_check import OnnxSpec
 from verinfer.models.registry import Mode, ModelInput, ZkCircuit
+from verinfer.optimistic.descriptors import build_descriptors, steps_root, unsupported_steps
 from verinfer.runtime import Program
 from verinfer.store.local import Store
 from verinfer.verify.backend import ZkArtifacts, ZkModel
@@ -34,16 +35,32 @@ class StoredModel:
 
 
 def draft_input(spec: OnnxSpec, program: Program, *, name: str, **terms: object) -> ModelInput:
-    """The registration before anything is stored (cid "pending"), for validating first."""
-    return ModelInput(
+    """The registration before anything is stored (cid "pending"), for validating first.
+
+    It carries the program's commitments for optimistic mode (programHash, weightsRoot,
+    stepsRoot and the step and constant counts) whatever the modes; a model with steps that no
+    dispute can decide (``unsupported_steps``) is refused for mode optimistic."""
+    descriptors = build_descriptors(program)
+    draft = ModelInput(
         name=name,
         cid="pending",
         input_shapes=[list(t.shape) for t in spec.inputs],
         output_shapes=[list(t.shape) for t in spec.outputs],
         program_hash=program.program_hash,
         weights_root=program.weights_root,
+        steps_root="0x" + steps_root(descriptors).hex(),
+        n_steps=len(program.steps),
+        n_constants=len(program.constants),
         **terms,  # type: ignore[arg-type]
     )
+    unsupported = unsupported_steps(descriptors)
+    if Mode.OPTIMISTIC in draft.modes and unsupported:
+        raise ModelError(
+            f"mode optimistic cannot dispute steps {unsupported} of this model "
+            "(ops without an on-chain rule)",
+            hint="register it without mode optimistic (see docs/optimistic.md)",
+        )
+    return draft
 
 
 def store_model(

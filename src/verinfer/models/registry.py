@@ -85,6 +85,10 @@ class InvalidZkCircuitError(ContractRevertError, ModelError):
     """A zk circuit was given but a field is missing (or the verifier has no code)."""
 
 
+class OptimisticConfigMissingError(ContractRevertError, ModelError):
+    """Optimistic mode needs programHash, weightsRoot, stepsRoot and the step count."""
+
+
 register_error("VerinferUnknownModel", UnknownModelError, "list models with `verinfer model list`")
 register_error(
     "VerinferNotModelOwner",
@@ -107,6 +111,13 @@ register_error(
     "VerinferInvalidZkCircuit",
     InvalidZkCircuitError,
     "give every circuit field (deploy the verifier first), or none",
+)
+
+register_error(
+    "VerinferOptimisticConfigMissing",
+    OptimisticConfigMissingError,
+    "register the model from its compiled program (`verinfer model add` fills programHash, "
+    "weightsRoot and stepsRoot) to allow mode optimistic",
 )
 
 _INT8 = range(-128, 128)
@@ -201,6 +212,9 @@ class ModelInput:
     modes: Mode = Mode.NONE
     program_hash: str = ZERO_HASH
     weights_root: str = ZERO_HASH
+    steps_root: str = ZERO_HASH  # optimistic mode: verinfer.optimistic.steps_root of the program
+    n_steps: int = 0  # the program's steps (leaves of steps_root and of every trace root)
+    n_constants: int = 0  # the program's constants (leaves of weights_root)
     zk: ZkCircuit = field(default_factory=ZkCircuit)
     parent: int = 0
     license: str = ""
@@ -224,12 +238,26 @@ class ModelInput:
         self.zk.validate()
         if Mode.ZK in self.modes and self.zk.empty:
             raise _zk_missing()
+        for name in ("n_steps", "n_constants"):
+            if not 0 <= getattr(self, name) < 2**32:
+                raise ModelError(f"{name} {getattr(self, name)} does not fit uint32")
+        if Mode.OPTIMISTIC in self.modes and (
+            ZERO_HASH in (self.program_hash, self.weights_root, self.steps_root)
+            or self.n_steps == 0
+        ):
+            raise OptimisticConfigMissingError(
+                "VerinferOptimisticConfigMissing",
+                {},
+                message="mode optimistic needs the program hash, weights root and steps root",
+                hint="register the model from its compiled program (`verinfer model add`)",
+            )
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
             self.name, self.cid, self.program_hash, self.weights_root, self.input_shapes,
             self.output_shapes, self.price, self.royalty_bps, int(self.modes), self.zk.as_tuple(),
             self.parent, self.license, self.metadata_uri,
+            (self.steps_root, self.n_steps, self.n_constants),
         )  # fmt: skip
 
 
@@ -254,6 +282,9 @@ class ModelRecord:
     license: str
     metadata_uri: str
     registered_at: int
+    steps_root: str = ZERO_HASH
+    n_steps: int = 0
+    n_constants: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -288,7 +319,8 @@ class RegistryClient:
             input_shapes=[list(s) for s in m[4]], output_shapes=[list(s) for s in m[5]],
             price=m[6], royalty_bps=m[7], modes=Mode(m[8]).to_names(), deprecated=m[9],
             zk=ZkCircuit.from_tuple(m[10]), parent=m[11], license=m[12], metadata_uri=m[13],
-            registered_at=m[14],
+            registered_at=m[14], steps_root="0x" + bytes(m[15][0]).hex(), n_steps=int(m[15][1]),
+            n_constants=int(m[15][2]),
         )  # fmt: skip
 
     def check_parent(self, parent: int) -> None:
@@ -340,6 +372,13 @@ class RegistryClient:
             self.contract.functions.zkConfig(model_id)
         )
         return str(verifier), int(input_scale), int(output_scale)
+
+    def optimistic_config(self, model_id: int) -> tuple[str, str, int, int]:
+        """(weightsRoot, stepsRoot, nSteps, nConstants): what an optimistic claim commits to."""
+        w, s, n_steps, n_constants = self.chain.call(
+            self.contract.functions.optimisticConfig(model_id)
+        )
+        return "0x" + bytes(w).hex(), "0x" + bytes(s).hex(), int(n_steps), int(n_constants)
 
     def set_modes(self, model_id: int, modes: Mode) -> TxReceipt:
         return self.chain.transact(self.contract.functions.setModes(model_id, int(modes)))

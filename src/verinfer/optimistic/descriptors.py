@@ -24,6 +24,7 @@ from verinfer.runtime.program import Program, Step
 
 KIND_INPUT, KIND_STEP, KIND_CONST = 0, 1, 2
 OP_UNSUPPORTED = 0
+EXT_FIRST_OP = 10  # ops from here on are recomputed by OneStepVerifierExt
 OP_IDS = {
     "dense": 1,
     "matmul": 2,
@@ -36,7 +37,26 @@ OP_IDS = {
     "reduce_sum": 8,
     "reduce_mean": 8,
     "reshape": 9,
+    # 10 and above: OneStepVerifierExt, which reads the descriptor itself
+    "lut": 10,
+    "leaky_relu": 11,
+    "clip": 12,
+    "copy": 13,  # the casts: attrs [mode, shift]
+    "truncate": 13,
+    "to_bool": 13,
+    "where": 14,
+    "argmax": 15,
+    "reduce_axes": 16,  # reduce_sum / reduce_mean over inner (non-trailing) axes
+    "softmax": 17,
+    "layernorm": 18,
+    "concat": 19,
+    "gather": 20,
+    "transpose": 21,
+    "slice": 22,
+    "expand": 23,
+    "tile": 24,
 }
+CAST_COPY, CAST_TRUNCATE, CAST_BOOL = 0, 1, 2
 DESCRIPTOR_ABI = "(uint8,bool,bool,int32,uint32[],int32,(uint8,uint32,uint32[],int32)[],int256[])"
 POOL_MAX, POOL_AVG, POOL_AVG_INCLUDE_PAD = 0, 1, 2
 
@@ -173,6 +193,47 @@ def _op_and_attrs(
         rank, axes = len(shapes[0]), tuple(a["axes"])
         if axes == tuple(range(rank - len(axes), rank)):
             return OP_IDS[op], (len(axes), int(op == "reduce_mean"))
+        if axes and axes == tuple(range(axes[0], axes[0] + len(axes))):
+            return OP_IDS["reduce_axes"], (axes[0], len(axes), int(op == "reduce_mean"))
+        return OP_UNSUPPORTED, ()
+    return _ext_op_and_attrs(step, shapes, out_shape)
+
+
+def _ext_op_and_attrs(
+    step: Step, shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]
+) -> tuple[int, tuple[int, ...]]:
+    """The ops of ``OneStepVerifierExt`` (ids 10 and above)."""
+    a, op, n = step.attrs, step.op, len(shapes)
+    table = ("lo", "shift", "intervals")
+    if op == "lut" and n == 2:
+        return OP_IDS[op], tuple(a[k] for k in table)
+    if op == "leaky_relu" and n == 1:
+        return OP_IDS[op], (a["alpha"],)
+    if op == "clip" and n == 1:
+        return OP_IDS[op], (a["lo"], a["hi"])
+    if op in ("copy", "truncate", "to_bool") and n == 1:
+        mode = {"copy": CAST_COPY, "truncate": CAST_TRUNCATE, "to_bool": CAST_BOOL}[op]
+        return OP_IDS[op], (mode, a.get("shift", 0))
+    if op == "where" and n == 3:
+        return OP_IDS[op], (a["shift_a"], a["shift_b"])
+    if op == "argmax" and n == 1:
+        return OP_IDS[op], (a["axis"], a["select_last_index"])
+    if op == "softmax" and n == 2:
+        return OP_IDS[op], (*(a[k] for k in table), a["axis"], a["out_scale"])
+    if op == "layernorm" and n == 3:
+        return OP_IDS[op], (a["axis"], a["eps"], a["beta_shift"], a["shift"])
+    if op == "concat" and n >= 1:
+        return OP_IDS[op], (a["axis"], *a["shifts"])
+    if op == "gather" and n == 2:
+        return OP_IDS[op], (a["axis"],)
+    if op == "transpose" and n == 1:
+        return OP_IDS[op], tuple(a["perm"])
+    if op == "slice" and n == 1:
+        return OP_IDS[op], (*a["starts"], *a["steps"])
+    if op in ("expand", "tile") and n == 1:
+        if op == "tile" and len(shapes[0]) != len(out_shape):
+            return OP_UNSUPPORTED, ()
+        return OP_IDS[op], ()
     return OP_UNSUPPORTED, ()
 
 

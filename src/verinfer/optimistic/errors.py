@@ -1,5 +1,6 @@
 """Typed exceptions for the reverts of ``TensorProofs.sol``, ``IntMath.sol``,
-``OneStepVerifier.sol``, ``StepRouter.sol`` and ``DisputeGame.sol``.
+``OneStepVerifier.sol``, ``OneStepVerifierExt.sol``, ``StepRouter.sol`` and
+``DisputeGame.sol``.
 
 Importing this module registers their custom errors with the chain client's decoder, so a
 reverted call raises :class:`OneStepRevertError` (a ``ContractRevertError`` and a
@@ -26,6 +27,7 @@ _ERRORS = {
     "VerinferValueNotOpened": "open every value the element reads",
     "VerinferBadStepShape": "the step parameters disagree with the operand sizes or j",
     "VerinferBadDivisor": "div_round divides by a positive count",
+    "VerinferIndexOutOfRange": "a gather index must lie within the gathered axis",
 }
 for _name, _hint in _ERRORS.items():
     register_error(_name, OneStepRevertError, _hint)

@@ -1,4 +1,5 @@
-"""Calldata for ``OneStepVerifier.sol``: recompute one element of one step on-chain.
+"""Calldata for ``OneStepVerifier.sol`` and ``OneStepVerifierExt.sol``: recompute one
+element of one step on-chain.
 
 In a dispute, bisection narrows a disagreement down to element ``j`` of step ``i``'s output.
 :class:`OneStepProver` works out which operand values that element reads (a dense step's
@@ -7,7 +8,9 @@ input row and weight row, a conv window, a broadcast source ...), opens them wit
 parameters, so that ``getattr(verifier.functions, call.function)(*call.args)`` returns the
 element. Operand roots come from ``execution.step_roots`` (step outputs) or from
 ``tensor_root`` of the quantized values (request inputs, constants); binding them to
-``traceRoot`` and ``weightsRoot`` is the dispute game's job.
+``traceRoot`` and ``weightsRoot`` is the dispute game's job. Ops of ``EXT_OPS`` (descriptor
+op 10 and above: lookup tables, softmax / layer norm rows, shape ops ...) call
+``OneStepVerifierExt.recompute(descriptor, j, openings)``, one opening per operand.
 """
 
 from __future__ import annotations
@@ -19,11 +22,18 @@ from typing import Any
 import numpy as np
 
 from verinfer.errors import ProofError
+from verinfer.optimistic.descriptors import (
+    EXT_FIRST_OP,
+    OP_UNSUPPORTED,
+    StepDescriptor,
+    build_descriptors,
+)
+from verinfer.optimistic.ext_reads import ext_reads
 from verinfer.optimistic.multiproof import CommittedTensor, SparseProof
 from verinfer.runtime.executor import Execution
 from verinfer.runtime.program import Program, Step
 
-SUPPORTED_OPS = (
+_BASE_OPS = (
     "dense",
     "matmul",
     "conv2d",
@@ -36,6 +46,26 @@ SUPPORTED_OPS = (
     "reduce_mean",
     "reshape",
 )
+# Recomputed by OneStepVerifierExt.recompute(descriptor, j, openings) (descriptor ops >= 10).
+EXT_OPS = (
+    "lut",
+    "leaky_relu",
+    "clip",
+    "copy",
+    "truncate",
+    "to_bool",
+    "where",
+    "argmax",
+    "softmax",
+    "layernorm",
+    "concat",
+    "gather",
+    "transpose",
+    "slice",
+    "expand",
+    "tile",
+)
+SUPPORTED_OPS: tuple[str, ...] = (*_BASE_OPS, *EXT_OPS)
 POOL_MODES = {"max": 0, "avg": 1, "avg_include_pad": 2}  # OneStepVerifier.POOL_*
 
 
@@ -70,8 +100,9 @@ NO_OPERAND = Opening(bytes(32), 0)
 
 @dataclass(frozen=True)
 class OneStepCall:
-    """One call of ``OneStepVerifier``: ``function(*head, j, *openings, *tail)``; the
-    runtime's value of the element is ``expected``."""
+    """One call of ``OneStepVerifier``: ``function(*head, j, *openings, *tail)``, or with
+    ``packed`` (``OneStepVerifierExt.recompute(descriptor, j, openings)``) the openings as
+    one list; the runtime's value of the element is ``expected``."""
 
     function: str
     head: tuple[Any, ...]
@@ -79,9 +110,12 @@ class OneStepCall:
     openings: tuple[Opening, ...]
     tail: tuple[Any, ...] = ()
     expected: int = 0
+    packed: bool = False
 
     @property
     def args(self) -> tuple[Any, ...]:
+        if self.packed:
+            return (*self.head, self.j, [o.abi() for o in self.openings], *self.tail)
         return (*self.head, self.j, *(o.abi() for o in self.openings), *self.tail)
 
     def with_opening(self, position: int, opening: Opening) -> OneStepCall:
@@ -99,6 +133,14 @@ class OneStepProver:
         self.execution = execution
         self._producer = {s.output: i for i, s in enumerate(program.steps)}
         self._trees: dict[str, CommittedTensor] = {}
+        self._descriptors: list[StepDescriptor] | None = None
+
+    @property
+    def descriptors(self) -> list[StepDescriptor]:
+        """The program's step descriptors (built once)."""
+        if self._descriptors is None:
+            self._descriptors = build_descriptors(self.program)
+        return self._descriptors
 
     def prove(self, step_index: int, j: int) -> OneStepCall:
         """The call that recomputes element ``j`` (flat, C order) of step ``step_index``."""
@@ -111,13 +153,18 @@ class OneStepProver:
             raise ElementIndexError(
                 f"element {j} is outside step {step_index}'s output of {out.size} values"
             )
+        op = self.descriptors[step_index].op
         build = getattr(self, f"_{step.op}", None)
-        if step.op not in SUPPORTED_OPS or build is None:
+        call: OneStepCall
+        if op >= EXT_FIRST_OP:
+            call = self._ext(step_index, j)
+        elif op != OP_UNSUPPORTED and build is not None:
+            call = build(step, j)
+        else:
             raise UnsupportedStepError(
                 f"step {step_index} ({step.op}) has no one-step rule",
                 hint=f"supported: {', '.join(SUPPORTED_OPS)}",
             )
-        call: OneStepCall = build(step, j)
         expected = int(self.execution.values[step.output].reshape(-1)[j])
         return replace(call, expected=expected)
 
@@ -303,3 +350,20 @@ class OneStepProver:
 
     def _reshape(self, step: Step, j: int) -> OneStepCall:
         return OneStepCall("reshape", (), j, (self.open(step.inputs[0], [j]),))
+
+    # ---- OneStepVerifierExt: the descriptor is the parameter --------------------------------
+
+    def _ext(self, step_index: int, j: int) -> OneStepCall:
+        step = self.program.steps[step_index]
+        reads = ext_reads(self.program, step, j, self._values, self._shape)
+        openings = tuple(
+            self.open(name, r) if r else self._unopened(name)
+            for name, r in zip(step.inputs, reads, strict=True)
+        )
+        d = self.descriptors[step_index]
+        return OneStepCall("recompute", (d.abi(),), j, openings, packed=True)
+
+    def _unopened(self, name: str) -> Opening:
+        """Root and size only: an operand that the element does not read."""
+        tree = self._tree(name)
+        return Opening(tree.root, tree.n)

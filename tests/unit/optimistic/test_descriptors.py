@@ -3,6 +3,7 @@ parties commit to exactly the execution's trace."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import pytest
@@ -50,11 +51,30 @@ def test_descriptors_of_supported_models(name: str) -> None:
     assert steps_root(ds) == commit_list([d.leaf for d in ds])
 
 
-def test_unsupported_steps_still_have_descriptors() -> None:
-    program, _ = run("shape_ops")
+@pytest.mark.parametrize("name", ["sigmoid_mlp", "transformer_block", "shape_ops"])
+def test_every_step_of_the_other_test_models_is_supported(name: str) -> None:
+    program, _ = run(name)
     ds = build_descriptors(program)
+    assert unsupported_steps(ds) == []
+    for d, step in zip(ds, program.steps, strict=True):
+        if step.op in ("reduce_sum", "reduce_mean") and d.op != OP_IDS[step.op]:
+            assert d.op == OP_IDS["reduce_axes"]  # an inner axis: OneStepVerifierExt
+        else:
+            assert d.op == OP_IDS[step.op]
+    for s, d in zip(program.steps, ds, strict=True):
+        if s.op == "lut":
+            assert d.attrs == (s.attrs["lo"], s.attrs["shift"], s.attrs["intervals"])
+            assert d.operands[1].kind == KIND_CONST  # the table: a leaf of weightsRoot
+
+
+def test_unsupported_steps_still_have_descriptors() -> None:
+    program, _ = run("transformer_block")
+    step = program.steps[1]  # reduce_mean over axis 1 of [4, 16, 64]
+    weird = replace(step, attrs={**step.attrs, "axes": (0, 2)})
+    steps = (*program.steps[:1], weird, *program.steps[2:])
+    ds = build_descriptors(replace(program, steps=steps))
     bad = unsupported_steps(ds)
-    assert bad and all(ds[i].op == OP_UNSUPPORTED and ds[i].attrs == () for i in bad)
+    assert bad == [1] and ds[1].op == OP_UNSUPPORTED and ds[1].attrs == ()
     assert all(ds[i].operands for i in bad)
     assert len(steps_root(ds)) == 32
 
