@@ -12,6 +12,14 @@ from onnx import TensorProto, helper, numpy_helper
 from verinfer.runtime.compiler import compile_proto
 from verinfer.runtime.executor import Execution
 from verinfer.runtime.program import Program
+from verinfer.runtime.testmodels import TEST_MODELS
+
+
+def run_test_model(name: str) -> tuple[Program, Execution]:
+    """A committed test model (runtime.testmodels), compiled and run on its sample."""
+    model = TEST_MODELS[name]
+    program = model.compile()
+    return program, program.run(model.inputs())
 
 
 def _model(nodes: list[Any], inputs: list[Any], output: Any, inits: list[Any]) -> Any:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onestep_kit import conv_program, elementwise_program, wide_dense_program
+from onestep_kit import conv_program, elementwise_program, run_test_model, wide_dense_program
 from web3.contract.contract import Contract
 
 from verinfer.chain.accounts import dev_account
@@ -34,7 +34,6 @@ from verinfer.optimistic.onestep import EXT_OPS
 from verinfer.runtime.commit import MerkleTree, chunk_leaves
 from verinfer.runtime.executor import Execution
 from verinfer.runtime.program import Program
-from verinfer.runtime.testmodels import TEST_MODELS
 
 pytestmark = pytest.mark.integration
 
@@ -54,15 +53,9 @@ def contracts(anvil: DevnetInfo) -> Iterator[tuple[Chain, Contract, Contract]]:
     )
 
 
-def _test_model(name: str) -> tuple[Program, Execution]:
-    model = TEST_MODELS[name]
-    program = model.compile()
-    return program, program.run(model.inputs())
-
-
 PROGRAMS: dict[str, Callable[[], tuple[Program, Execution]]] = {
-    "digits_mlp": lambda: _test_model("digits_mlp"),
-    "digits_cnn": lambda: _test_model("digits_cnn"),
+    "digits_mlp": lambda: run_test_model("digits_mlp"),
+    "digits_cnn": lambda: run_test_model("digits_cnn"),
     "elementwise": elementwise_program,
     "conv": conv_program,
     # K = 12: rows start mid-word (the word-wise dot); K = 13: misaligned rows (gather)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onestep_kit import misc_program, rows_program
+from onestep_kit import misc_program, rows_program, run_test_model
 from web3.contract.contract import Contract
 
 from verinfer.chain.accounts import dev_account
@@ -24,7 +24,6 @@ from verinfer.optimistic.descriptors import OP_UNSUPPORTED, build_descriptors, u
 from verinfer.optimistic.onestep import EXT_OPS, OneStepCall
 from verinfer.runtime.executor import Execution
 from verinfer.runtime.program import Program
-from verinfer.runtime.testmodels import TEST_MODELS
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +45,8 @@ def contracts(anvil: DevnetInfo) -> Iterator[tuple[Chain, Contract, Contract]]:
     )
 
 
-def _test_model(name: str) -> tuple[Program, Execution]:
-    model = TEST_MODELS[name]
-    program = model.compile()
-    return program, program.run(model.inputs())
-
-
 PROGRAMS: dict[str, Callable[[], tuple[Program, Execution]]] = {
-    **{name: partial(_test_model, name) for name in MODELS},
+    **{name: partial(run_test_model, name) for name in MODELS},
     "minilm_rows": rows_program,
     "misc": misc_program,
 }
