@@ -37,8 +37,9 @@ class Model:
     program: Program
 
 
-def register_digits(chain: Chain, book: AddressBook) -> Model:
-    """Store the digits MLP, its program and manifest; register it for none + consensus."""
+def register_digits(chain: Chain, book: AddressBook, *, optimistic: bool = False) -> Model:
+    """Store the digits MLP, its program and manifest; register it for none + consensus
+    (and, with ``optimistic``, mode optimistic with the program's step commitments)."""
     spec = inspect_onnx(DIGITS)
     program = compile_model(DIGITS)
     store = open_store()
@@ -51,19 +52,28 @@ def register_digits(chain: Chain, book: AddressBook) -> Model:
     )  # fmt: skip
     manifest_cid = str(store.put(manifest.to_bytes()))
     registry = RegistryClient(chain, book.address("ModelRegistry"))
+    extra: dict[str, object] = {}
+    if optimistic:
+        from verinfer.optimistic.descriptors import build_descriptors, steps_root
+
+        extra = {
+            "steps_root": "0x" + steps_root(build_descriptors(program)).hex(),
+            "n_steps": len(program.steps), "n_constants": len(program.constants),
+        }  # fmt: skip
     model_id, _ = registry.register(
         ModelInput(
             name="digits",
             cid=cid,
             price=PRICE,
             royalty_bps=1_000,
-            modes=Mode.NONE | Mode.CONSENSUS,
+            modes=Mode.NONE | Mode.CONSENSUS | (Mode.OPTIMISTIC if optimistic else Mode(0)),
             license="MIT",
             input_shapes=[list(t.shape) for t in spec.inputs],
             output_shapes=[list(t.shape) for t in spec.outputs],
             metadata_uri=f"ipfs://{manifest_cid}",
             program_hash=program.program_hash,
             weights_root=program.weights_root,
+            **extra,  # type: ignore[arg-type]
         )  # fmt: skip
     )
     return Model(model_id, program)

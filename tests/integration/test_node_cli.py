@@ -55,7 +55,7 @@ def test_node_and_request_commands(
                  "0.005", "--config", str(path), "--json")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["modes"] == ["none", "consensus"]
-    r = verinfer("node", "serve", "1", "--modes", "optimistic", "--config", str(path))
+    r = verinfer("node", "serve", "1", "--modes", "none,fast", "--config", str(path))
     assert r.exit_code == 1 and "error:" in r.output
 
     node = RunningNode(config)

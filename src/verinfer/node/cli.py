@@ -193,7 +193,7 @@ def withdraw_earnings(
 def serve(
     model_id: Annotated[int, typer.Argument(help="Model id to serve")],
     modes: Annotated[
-        str, typer.Option("--modes", help="Comma-separated: none, consensus, zk")
+        str, typer.Option("--modes", help="Comma-separated: none, consensus, optimistic, zk")
     ] = "none",
     fee: Annotated[str, typer.Option("--fee", help="Fee per request in tokens")] = "0",
     stop_serving: Annotated[bool, typer.Option("--stop", help="Stop serving the model")] = False,
@@ -204,10 +204,10 @@ def serve(
 ) -> None:
     """Publish the modes and fee this node serves MODEL_ID with (on-chain)."""
     mask = 0 if stop_serving else int(Mode.parse(modes))
-    if mask & ~int(Mode.NONE | Mode.CONSENSUS | Mode.ZK):
+    if mask & ~int(Mode.NONE | Mode.CONSENSUS | Mode.OPTIMISTIC | Mode.ZK):
         raise ConfigError(
-            f"nodes serve modes none, consensus and zk, not {modes!r}",
-            hint="use --modes none,consensus,zk",
+            f"nodes serve modes none, consensus, optimistic and zk, not {modes!r}",
+            hint="use --modes none,consensus,optimistic,zk",
         )
     node = _Node(config, rpc_url, keystore)
     units = node.amount(fee, "fee")

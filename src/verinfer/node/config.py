@@ -29,7 +29,7 @@ __all__ = [
     "load_config",
 ]
 
-ModeName = Literal["none", "consensus", "zk"]
+ModeName = Literal["none", "consensus", "optimistic", "zk"]
 _FEE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -106,7 +106,7 @@ class ServedModel(_Strict):
 
     @property
     def mode_mask(self) -> int:
-        return sum({"none": 1, "consensus": 2, "zk": 8}[m] for m in self.modes)
+        return sum({"none": 1, "consensus": 2, "optimistic": 4, "zk": 8}[m] for m in self.modes)
 
 
 class MetricsConfig(_Strict):

@@ -115,13 +115,20 @@ class Executor:
         An input no node can run: InvalidRequestInputError. A referenced input missing from
         the store: InputUnavailableError. Anything else (the program) is a ModelError.
         """
+        return self.run_traced(model_id, input_bytes, trace=False)[0]
+
+    def run_traced(
+        self, model_id: int, input_bytes: bytes, *, trace: bool = True
+    ) -> tuple[bytes, bytes]:
+        """The encoded output and (optimistic mode) the execution's 32-byte trace root."""
         program = self.program(model_id)
         feeds = decode_for_program(program, self.inline(input_bytes))
         try:
-            execution = program.run(feeds, trace=False)
+            execution = program.run(feeds, trace=trace)
         except (RuntimeInputError, IndexOutOfRangeError) as exc:
             raise InvalidRequestInputError(f"the runtime refuses the input: {exc}") from exc
-        return encode_outputs(program, execution.outputs_q)
+        root = bytes.fromhex(execution.trace_root[2:]) if trace else b""
+        return encode_outputs(program, execution.outputs_q), root
 
     def inline(self, input_bytes: bytes) -> bytes:
         """The inline tensor bytes: ``input_bytes`` itself, or the stored file it references."""

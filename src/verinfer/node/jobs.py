@@ -8,6 +8,8 @@ through a step never creates a second job or moves one backwards.
 States::
 
     standby -> seen -> computed -> submitted(fulfil) -> confirmed      (modes none and zk)
+                       computed -> submitted(claim) -> claimed                (optimistic)
+                        claimed -> submitted(settle) -> confirmed   (finalizeOptimistic)
                        computed -> submitted(commit) -> committed              (consensus)
                       committed -> submitted(reveal) -> revealed | confirmed
            committed | revealed -> submitted(finalize) -> confirmed | expired
@@ -47,6 +49,7 @@ class JobState(StrEnum):
     SUBMITTED = "submitted"
     COMMITTED = "committed"
     REVEALED = "revealed"
+    CLAIMED = "claimed"
     CONFIRMED = "confirmed"
     FAILED = "failed"
     EXPIRED = "expired"
@@ -62,10 +65,18 @@ TERMINAL = frozenset({JobState.CONFIRMED, JobState.FAILED, JobState.EXPIRED})
 _ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.STANDBY: frozenset({JobState.SEEN, *TERMINAL}),
     JobState.SEEN: frozenset({JobState.COMPUTED, *TERMINAL}),
-    JobState.COMPUTED: frozenset({JobState.SUBMITTED, *TERMINAL}),
+    JobState.COMPUTED: frozenset({JobState.SUBMITTED, JobState.CLAIMED, *TERMINAL}),
     JobState.SUBMITTED: frozenset(
-        {JobState.COMPUTED, JobState.COMMITTED, JobState.REVEALED, JobState.SUBMITTED, *TERMINAL}
-    ),
+        {
+            JobState.COMPUTED,
+            JobState.COMMITTED,
+            JobState.REVEALED,
+            JobState.CLAIMED,
+            JobState.SUBMITTED,
+            *TERMINAL,
+        }
+    ),  # fmt: skip
+    JobState.CLAIMED: frozenset({JobState.SUBMITTED, *TERMINAL}),
     JobState.COMMITTED: frozenset({JobState.SUBMITTED, *TERMINAL}),
     JobState.REVEALED: frozenset({JobState.SUBMITTED, *TERMINAL}),
     JobState.CONFIRMED: frozenset(),
@@ -79,6 +90,8 @@ class Phase(StrEnum):
     COMMIT = "commit"
     REVEAL = "reveal"
     FINALIZE = "finalize"
+    CLAIM = "claim"  # optimistic: claim(output, traceRoot) with the game's claim bond
+    SETTLE = "settle"  # optimistic: finalizeOptimistic(output) after the challenge window
 
 
 class TransitionError(VerinferError):
@@ -133,9 +146,10 @@ class Job:
     updated_at: float
     takeover: bool = False  # recorded on standby: another node was assigned
     assigned_until: int = 0  # the end of the assignment window, once read (0 = unknown)
-    reveal_deadline: int = 0  # consensus: once read (0 = unknown)
+    reveal_deadline: int = 0  # consensus: once read; optimistic: the challenge window's end
     input_error: str | None = None  # why the input was answered with the empty output
     proof: bytes | None = None  # mode zk: the proof of ``output``, kept so a restart resends it
+    trace_root: bytes | None = None  # optimistic: the claimed execution's trace root
 
     @property
     def request_int(self) -> int:
@@ -145,7 +159,7 @@ class Job:
 _COLUMNS = (
     "request_id, model_id, mode, block, deadline, fee, input, state, phase, output, salt, "
     "tx_hash, nonce, raw_tx, outcome, error, attempts, created_at, updated_at, takeover, "
-    "assigned_until, reveal_deadline, input_error, proof"
+    "assigned_until, reveal_deadline, input_error, proof, trace_root"
 )
 # Columns added after schema 1, with their SQL type: added to an older database on open.
 _ADDED_COLUMNS = {
@@ -154,6 +168,7 @@ _ADDED_COLUMNS = {
     "reveal_deadline": "INTEGER NOT NULL DEFAULT 0",
     "input_error": "TEXT",
     "proof": "BLOB",
+    "trace_root": "BLOB",
 }
 
 
@@ -183,6 +198,7 @@ def _row(row: sqlite3.Row) -> Job:
         reveal_deadline=int(row["reveal_deadline"]),
         input_error=row["input_error"],
         proof=bytes(row["proof"]) if row["proof"] is not None else None,
+        trace_root=bytes(row["trace_root"]) if row["trace_root"] is not None else None,
     )
 
 
@@ -373,7 +389,7 @@ class JobLog:
         """
         allowed = {
             "phase", "output", "salt", "tx_hash", "nonce", "raw_tx", "outcome", "error",
-            "assigned_until", "reveal_deadline", "input_error", "proof",
+            "assigned_until", "reveal_deadline", "input_error", "proof", "trace_root",
         }  # fmt: skip
         unknown = set(fields) - allowed
         if unknown:

@@ -34,6 +34,7 @@ from verinfer.node.config import NodeConfig
 from verinfer.node.executor import INVALID_INPUT_OUTPUT, Executor, InvalidRequestInputError
 from verinfer.node.jobs import Job, JobLog, JobState
 from verinfer.node.metrics import MetricsServer, Snapshot
+from verinfer.node.optimistic import compute_claim
 from verinfer.node.rpc import TransientRpcError, with_retries
 from verinfer.node.submitter import Submitter
 from verinfer.node.watcher import Watcher
@@ -185,10 +186,15 @@ class NodeService:
             if job.mode == InferenceMode.ZK:  # proved in the background (node/zk.py)
                 self._guard(job, self._start_zk, now)
                 continue
+            if job.mode == InferenceMode.OPTIMISTIC:  # with the trace (node/optimistic.py)
+                self._guard(job, self._compute_claim, now)
+                busy = True
+                continue
             self._guard(job, self._compute, now)
             busy = True
         busy = self.zk.collect(self.jobs) or busy
-        for job in self.jobs.in_state(JobState.COMPUTED, JobState.COMMITTED, JobState.REVEALED):
+        open_states = (JobState.COMPUTED, JobState.COMMITTED, JobState.REVEALED, JobState.CLAIMED)
+        for job in self.jobs.in_state(*open_states):
             before = job.state
             self._guard(job, lambda j, n: self.submitter.submit(j, n, head), now)
             after = self.jobs.get(job.request_id)
@@ -231,6 +237,12 @@ class NodeService:
             model_id=job.model_id,
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+    def _compute_claim(self, job: Job, now: int) -> None:
+        if job.deadline and now >= job.deadline:
+            self.jobs.transition(job.request_id, JobState.EXPIRED, outcome="deadline_passed")
+            return
+        compute_claim(self.executor, self.jobs, job)
 
     def _start_zk(self, job: Job, now: int) -> None:
         if job.deadline and now >= job.deadline:

@@ -18,6 +18,9 @@ The rules that make restarts safe:
   the ballot closes; past the reveal deadline with the ballot still open (another node never
   revealed) it calls ``finalize``. Several nodes may race to do so: "already closed" is the
   expected answer for all but one, recorded, never an error.
+* Optimistic: ``claim`` carries the game's bond as value; ``settle`` (finalizeOptimistic) is
+  sent once the challenge window passed (node/optimistic.py), and is idempotent: a request
+  already delivered by anyone closes the job as confirmed.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from verinfer.chain.inference import (
 )
 from verinfer.node.config import GasConfig
 from verinfer.node.jobs import Job, JobLog, JobState, Phase
+from verinfer.node.optimistic import ClaimTracker
 from verinfer.node.rpc import with_retries
 
 __all__ = ["Submitter"]
@@ -101,6 +105,7 @@ class Submitter:
         self.confirmations = confirmations
         self.next_nonce: int | None = None
         self.base_fee = GWEI
+        self.claims = ClaimTracker(coordinator, jobs)
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -136,8 +141,16 @@ class Submitter:
             if job.deadline and now >= job.deadline:
                 self._close(job, JobState.EXPIRED, "deadline_passed")
                 return
-            phase = Phase.COMMIT if job.mode == InferenceMode.CONSENSUS else Phase.FULFIL
+            phases: dict[int, Phase] = {
+                InferenceMode.CONSENSUS: Phase.COMMIT,
+                InferenceMode.OPTIMISTIC: Phase.CLAIM,
+            }
+            phase = phases.get(job.mode, Phase.FULFIL)
             callback_gas = 0
+        elif job.state == JobState.CLAIMED:
+            if not self.claims.ready(job, now, self._block(head)):
+                return
+            phase, callback_gas = Phase.SETTLE, 0
         elif job.state == JobState.COMMITTED:
             # Reveals open when all k committed (Revealing), or after the assignment window
             # with a strict majority committed; a delivered output (Fulfilled) still takes
@@ -168,7 +181,13 @@ class Submitter:
         else:
             return
         data = self._calldata(job, phase)
-        call: Any = {"from": self.address, "to": self.coordinator.address, "data": data}
+        value = self.claims.bond() if phase == Phase.CLAIM else 0
+        call: Any = {
+            "from": self.address,
+            "to": self.coordinator.address,
+            "data": data,
+            "value": value,
+        }
         try:
             estimate = self._rpc(lambda: self.w3.eth.estimate_gas(call), "estimate gas")
         except (ContractCustomError, ContractLogicError, Web3RPCError) as exc:
@@ -181,7 +200,7 @@ class Submitter:
         tx: dict[str, Any] = {
             "to": self.coordinator.address,
             "data": data,
-            "value": 0,
+            "value": value,
             "gas": self._gas_limit(estimate, phase, job.attempts, callback_gas),
             "nonce": nonce,
             "chainId": self.chain_id,
@@ -259,6 +278,10 @@ class Submitter:
             return "fulfilZk", [rid, job.input, output, job.proof or b""]
         if phase == Phase.FULFIL:
             return "fulfil", [rid, output]
+        if phase == Phase.CLAIM:
+            return "claim", [rid, output, job.trace_root or b"\0" * 32]
+        if phase == Phase.SETTLE:
+            return "finalizeOptimistic", [rid, output]
         if phase == Phase.FINALIZE:
             return "finalize", [rid]
         salt = job.salt or b""
@@ -321,6 +344,9 @@ class Submitter:
                 )
                 log.info("job.committed", request_id=job.request_id, tx=tx)
                 return
+            if job.phase == Phase.CLAIM:
+                self.claims.claimed(job, self._block(head))
+                return
             if job.phase == Phase.FINALIZE:
                 state, outcome = self._after_finalize(job, by_us=True)
                 self.jobs.transition(
@@ -339,6 +365,8 @@ class Submitter:
                 log.info("job.revealed", request_id=job.request_id, tx=tx)
                 return
             outcome = "revealed" if job.phase == Phase.REVEAL else "fulfilled"
+            if job.phase == Phase.SETTLE:
+                outcome = "finalized"
             if job.phase == Phase.FULFIL and job.takeover:
                 outcome = "took_over"
             self.jobs.transition(
@@ -352,7 +380,9 @@ class Submitter:
         log.warning("tx.reverted", request_id=job.request_id, tx=tx, reason=reason)
         info = self._request(job, head)
         phase = job.phase or Phase.FULFIL
-        if self._settled(job, phase, info, head):
+        if phase == Phase.SETTLE and job.attempts < MAX_SEND_ATTEMPTS:
+            self._rollback(job, reason)  # back to claimed: the next tick reads the claim
+        elif self._settled(job, phase, info, head):
             self._close_settled(job, info, before=str(job.phase), error=reason)
         elif reason.startswith(_REPLAY_SUCCEEDS) and job.attempts < MAX_SEND_ATTEMPTS:
             self._rollback(job, reason)  # out of gas (or raced): simulate and send again
@@ -363,7 +393,9 @@ class Submitter:
         """Why a mined transaction reverted: the call replayed on the state before its block."""
         fn = self._function(job, job.phase or Phase.FULFIL)
         try:
-            fn.call({"from": self.address}, block_identifier=max(block - 1, 0))
+            value = self.claims.bond() if job.phase == Phase.CLAIM else 0
+            tx: Any = {"from": self.address, "value": value}
+            fn.call(tx, block_identifier=max(block - 1, 0))
         except Exception as exc:  # noqa: BLE001 - whatever it was, it is the reason we report
             return _describe(exc)
         return f"{_REPLAY_SUCCEEDS} (out of gas, or a state change in its block)"
@@ -375,7 +407,11 @@ class Submitter:
             return  # try again next tick
         if phase == Phase.FINALIZE and "VerinferDeadlineNotPassed" in reason:
             return  # the next block's timestamp will be past the reveal deadline
+        if phase == Phase.SETTLE and self.claims.retry_settle(reason):
+            return
         info = self._request(job, head)
+        if phase == Phase.CLAIM and self.claims.landed(job, info, self._block(head)):
+            return
         settled = self._settled(job, phase, info, head)
         if settled or (phase == Phase.COMMIT and info.status != RequestStatus.PENDING):
             self._close_settled(job, info, before=str(phase), error=reason)
@@ -387,8 +423,11 @@ class Submitter:
         log.warning("job.refused", request_id=job.request_id, phase=str(phase), error=reason)
         self._close(job, JobState.FAILED, "refused", error=reason)
 
+    def _block(self, head: int) -> int:
+        return max(head - (self.confirmations - 1), 0)
+
     def _request(self, job: Job, head: int) -> RequestInfo:
-        block = max(head - (self.confirmations - 1), 0)
+        block = self._block(head)
         info: RequestInfo = self._rpc(
             lambda: self.coordinator.get_request(job.request_int, block), "request"
         )
@@ -433,6 +472,8 @@ class Submitter:
         back = JobState.COMPUTED
         if job.phase == Phase.REVEAL:
             back = JobState.COMMITTED
+        elif job.phase == Phase.SETTLE:
+            back = JobState.CLAIMED
         elif job.phase == Phase.FINALIZE:
             back = JobState.REVEALED if job.outcome == "revealed" else JobState.COMMITTED
         self.jobs.transition(

@@ -54,6 +54,12 @@ def test_good_file_loads(tmp_path: Path) -> None:
     assert config.served(1) is not None and config.served(2) is None
 
 
+def test_optimistic_mode_is_accepted() -> None:
+    data = base()
+    data["models"] = [{"id": 1, "modes": ["none", "optimistic"]}]
+    assert parse_config(data).models[0].mode_mask == 5
+
+
 def test_defaults() -> None:
     config = parse_config(base())
     assert config.confirmations == 1
@@ -75,7 +81,7 @@ def test_defaults() -> None:
         ({"models": []}, "models"),
         ({"models": [{"id": 0, "modes": ["none"]}]}, "models[0].id"),
         ({"models": [{"id": 1, "modes": []}]}, "models[0].modes"),
-        ({"models": [{"id": 1, "modes": ["optimistic"]}]}, "models[0].modes[0]"),
+        ({"models": [{"id": 1, "modes": ["fast"]}]}, "models[0].modes[0]"),
         ({"models": [{"id": 1, "modes": ["none", "none"]}]}, "models[0].modes"),
         ({"models": [{"id": 1, "modes": ["none"], "fee": "-1"}]}, "models[0].fee"),
         ({"models": [{"id": 1, "modes": ["none"], "fee": "1e3"}]}, "models[0].fee"),

@@ -72,6 +72,25 @@ def test_consensus_path(log: JobLog) -> None:
     assert job is not None and job.state == JobState.COMMITTED and job.salt == b"s" * 32
 
 
+def test_optimistic_path(log: JobLog) -> None:
+    log.record_range([new("6")], [], 1)
+    log.transition("6", JobState.COMPUTED, output=b"o", trace_root=b"t" * 32)
+    log.transition("6", JobState.SUBMITTED, phase=Phase.CLAIM, tx_hash="0x1", nonce=0)
+    log.transition("6", JobState.CLAIMED, reveal_deadline=100)
+    log.transition("6", JobState.SUBMITTED, phase=Phase.SETTLE, tx_hash="0x2", nonce=1)
+    log.transition("6", JobState.CLAIMED, tx_hash=None, nonce=None)  # settle dropped
+    job = log.get("6")
+    assert job is not None and job.state == JobState.CLAIMED and job.trace_root == b"t" * 32
+    assert job.reveal_deadline == 100 and job.output == b"o"
+    log.transition("6", JobState.SUBMITTED, phase=Phase.SETTLE, tx_hash="0x3", nonce=1)
+    log.transition("6", JobState.CONFIRMED, outcome="finalized")
+    assert log.counts()["confirmed"] == 1
+    assert not log.transition("6", JobState.CLAIMED)  # terminal: nothing changes
+    log.record_range([new("7")], [], 2)
+    with pytest.raises(TransitionError):
+        log.transition("7", JobState.CLAIMED)  # a claim needs a computed output
+
+
 def test_illegal_edges(log: JobLog) -> None:
     log.record_range([new("1")], [], 1)
     with pytest.raises(TransitionError, match="no transition seen -> submitted"):
@@ -191,6 +210,7 @@ def test_schema_1_database_gains_the_new_columns(tmp_path: Path) -> None:
     job = log.get("3")
     assert job is not None and job.state == JobState.COMPUTED and not job.takeover
     assert (job.assigned_until, job.reveal_deadline, job.input_error) == (0, 0, None)
+    assert job.proof is None and job.trace_root is None
     assert log.cursor() == 41
     assert log.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
     log.close()
