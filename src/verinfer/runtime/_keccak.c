@@ -18,6 +18,8 @@
  *   keccak256(data) -> bytes        32-byte digest of any bytes-like object
  *   hash_pairs(buf) -> bytes        keccak256 of each consecutive 64-byte chunk, concatenated
  *   merkle_root(words) -> bytes     root of the zero-padded tree over 32-byte words
+ *   chunk_leaves(words), words_root(words), values_root(array)   tensor trees (16-word chunks)
+ *   Committer: add(array) per tensor, hashed on a worker thread; roots(); trace(order, sfx)
  *   impls(), get_impl(), set_impl(name)   which lane width hash_pairs uses (tests, benchmarks)
  */
 #define PY_SSIZE_T_CLEAN
@@ -571,8 +573,8 @@ py_values_root(PyObject *self, PyObject *arg)
     return root_result(rc, root);
 }
 
-/* trace_root(roots, suffixes): commit_list([keccak256(root_i || suffix_i) ...]), the trace
- * root from each committed tensor's root and its encoded shape and scale, in one call. */
+/* commit_list([keccak256(root_i || suffix_i) ...]): the trace root from each committed
+ * tensor's root and its encoded shape and scale (Committer.trace). */
 static int
 trace_root_of(PyObject *roots, PyObject *suffixes, uint8_t out[32])
 {
@@ -609,20 +611,6 @@ trace_root_of(PyObject *roots, PyObject *suffixes, uint8_t out[32])
     merkle_root_inplace(leaves, (size_t)n, out);
     PyMem_Free(leaves);
     return 0;
-}
-
-static PyObject *
-py_trace_root(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    uint8_t out[32];
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "trace_root(roots, suffixes) takes 2 arguments");
-        return NULL;
-    }
-    if (trace_root_of(args[0], args[1], out) < 0) {
-        return NULL;
-    }
-    return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
 /* ---- Committer: tensor roots on a native worker thread ---------------------------------
@@ -1050,8 +1038,6 @@ static PyMethodDef methods[] = {
     {"words_root", py_words_root, METH_O, "words_root(words) -> tensor root of packed words."},
     {"values_root", py_values_root, METH_O,
      "values_root(array) -> tensor root of an int32/int64 array (packed in C order)."},
-    {"trace_root", (PyCFunction)(void (*)(void))py_trace_root, METH_FASTCALL,
-     "trace_root(roots, suffixes) -> commit_list of keccak256(root || suffix) per tensor."},
     {"impls", py_impls, METH_NOARGS, "impls() -> names of the usable hash_pairs variants."},
     {"get_impl", py_get_impl, METH_NOARGS, "get_impl() -> name of the variant in use."},
     {"set_impl", py_set_impl, METH_O, "set_impl(name) -> use that variant (tests)."},
