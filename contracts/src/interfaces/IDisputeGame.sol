@@ -6,7 +6,8 @@ pragma solidity ^0.8.24;
 /// (contracts/src/optimistic/DisputeGame.sol): opening a claim for the assigned node, closing
 /// an undisputed one after its window, and reading a claim's status and output hash.
 interface IDisputeGame {
-    /// @notice DisputeGame.ClaimParams, field for field.
+    /// @notice What a claim commits to (DisputeGame takes it as is); the model fields come from
+    /// the registry, inputHash is keccak256 of the request's inline input.
     struct ClaimParams {
         bytes32 traceRoot;
         bytes32 weightsRoot;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IDisputeGame} from "../interfaces/IDisputeGame.sol";
 import {StepDescriptors} from "./StepDescriptors.sol";
 import {StepRouter} from "./StepRouter.sol";
 import {TensorProofs} from "./TensorProofs.sol";
@@ -39,16 +40,6 @@ contract DisputeGame {
         Chunk, // claimer: revealChunk
         OneStep, // challenger: resolve
         Done
-    }
-
-    /// @notice What a claim commits to; the model fields come from the registry.
-    struct ClaimParams {
-        bytes32 traceRoot;
-        bytes32 weightsRoot;
-        bytes32 stepsRoot;
-        uint32 nSteps;
-        uint32 nConstants;
-        bytes32 inputHash; // keccak256 of the request's inline input
     }
 
     /// @notice A claim and its bond.
@@ -257,7 +248,7 @@ contract DisputeGame {
     /// @param p what the claim commits to (trace, model, request input)
     /// @param output the claimed output, inline-encoded (its hash is stored)
     /// @return claimId the new claim's id
-    function openClaim(ClaimParams calldata p, bytes calldata output)
+    function openClaim(IDisputeGame.ClaimParams calldata p, bytes calldata output)
         external
         payable
         returns (uint256 claimId)
@@ -270,7 +261,7 @@ contract DisputeGame {
     /// @param p what the claim commits to
     /// @param output the claimed output, inline-encoded
     /// @return claimId the new claim's id
-    function open(address claimer, ClaimParams calldata p, bytes calldata output)
+    function open(address claimer, IDisputeGame.ClaimParams calldata p, bytes calldata output)
         external
         payable
         returns (uint256 claimId)
@@ -488,7 +479,7 @@ contract DisputeGame {
 
     // ---- internals -------------------------------------------------------------------
 
-    function _open(address claimer, ClaimParams calldata p, bytes calldata output)
+    function _open(address claimer, IDisputeGame.ClaimParams calldata p, bytes calldata output)
         private
         returns (uint256 claimId)
     {
