@@ -13,6 +13,7 @@ from verinfer.cli_common import JsonOption, VerinferGroup, configure_logging, co
 from verinfer.client_cli import app as request_app
 from verinfer.models.cli import app as model_app
 from verinfer.node.cli import app as node_app
+from verinfer.optimistic.cli import claim_app, dispute_app, watch
 from verinfer.runtime.cli import app as runtime_app
 from verinfer.store.cli import app as store_app
 from verinfer.verify.cli import app as proof_app
@@ -32,6 +33,9 @@ app.add_typer(runtime_app, name="runtime")
 app.add_typer(node_app, name="node")
 app.add_typer(request_app, name="request")
 app.add_typer(proof_app, name="proof")
+app.add_typer(claim_app, name="claim")
+app.add_typer(dispute_app, name="dispute")
+app.command("watch")(watch)
 app.command("deploy")(deploy)
 
 

@@ -5,8 +5,9 @@ node's execution, or any values: a dishonest claimer is one whose values are wro
 :class:`ChallengerParty` plays an honest challenger from its own execution: it checks the
 output binding, names the first step whose leaf differs, follows the differing child down
 the chunk tree, names the first differing element and proves its operands. Their methods
-compute moves only; :class:`DisputeDriver` sends them, one transaction per move, reading
-what the other side revealed from the contract's events.
+compute moves only; :class:`DisputePlayer` sends one party's moves, one transaction per
+move, reading what the other side revealed from the contract's events, and
+:class:`DisputeDriver` plays both parties of one claim (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
     "ChallengerParty",
     "ClaimerParty",
     "DisputeDriver",
+    "DisputePlayer",
     "DisputeRecord",
     "claim_params",
     "input_bytes",
@@ -231,6 +233,91 @@ class DisputeRecord:
         return max((g for _, g in self.moves), default=0)
 
 
+class DisputePlayer:
+    """One party of disputes on one game: reads a dispute's state and sends the move that
+    party owes, from its own account. Everything a move needs is read back from the chain
+    (the state, the revealed leaves and chunk), so a player can take over a dispute that
+    someone else, or an earlier run, has played so far."""
+
+    def __init__(self, chain: Chain, game_address: str, *, from_block: int = 0) -> None:
+        self.chain = chain
+        self.from_block = from_block  # where to look for the game's events (e.g. its deployment)
+        self.game: Contract = chain.contract("DisputeGame", game_address)
+
+    def dispute(self, claim_id: int) -> tuple[str, int, int, int, int]:
+        """(phase, step, level, index, deadline) of the claim's dispute."""
+        d = self.game.functions.disputes(claim_id).call()
+        return PHASES[d[1]], int(d[3]), int(d[4]), int(d[5]), int(d[2])
+
+    def move(
+        self,
+        claim_id: int,
+        *,
+        claimer: ClaimerParty | None = None,
+        challenger: ChallengerParty | None = None,
+        claimed_output: bytes = b"",
+        record: DisputeRecord | None = None,
+    ) -> str | None:
+        """Sends the move the dispute waits for if it is ``claimer``'s or ``challenger``'s (the
+        party this player plays); returns the move's name, or None when it is not ours."""
+        fns = self.game.functions
+        d = self.game.functions.disputes(claim_id).call()
+        phase, s, level, index = PHASES[d[1]], int(d[3]), int(d[4]), int(d[5])
+        name, fn = phase, None
+        if claimer is not None:
+            if phase == "Leaves":
+                fn = fns.revealLeaves(claim_id, claimer.leaves)
+            elif phase == "Root":
+                fn = fns.revealRoot(claim_id, claimer.roots[s])
+            elif phase == "Children":
+                fn = fns.revealChildren(claim_id, *claimer.children(s, level, index))
+            elif phase == "Chunk":
+                fn = fns.revealChunk(claim_id, claimer.chunk(s, index))
+        if challenger is not None:
+            if phase == "Choose":
+                leaves = self.revealed_leaves(claim_id)
+                choice = challenger.choose(leaves, claimed_output)
+                proof = challenger.step_proof(choice.step, leaves)
+                if choice.output:
+                    name, fn = "ChooseOutput", fns.challengeOutput(claim_id, proof, claimed_output)
+                else:
+                    fn = fns.chooseStep(claim_id, proof)
+            elif phase == "Pick":
+                pick = challenger.pick(s, level, index, bytes(d[8]), bytes(d[9]))
+                fn = fns.pickChild(claim_id, pick)
+            elif phase == "OneStep":
+                chunk = bytes(self.last_event(claim_id, "ChunkRevealed")["chunk"])
+                j = challenger.element(s, index, chunk)
+                leaves = self.revealed_leaves(claim_id)
+                fn = fns.resolve(claim_id, challenger.one_step_proof(s, index, j, chunk, leaves))
+        if fn is None:
+            return None
+        receipt = self.chain.transact(fn)
+        if record is not None:
+            record.moves.append((name, int(receipt["gasUsed"])))
+        return name
+
+    def last_event(self, claim_id: int, name: str) -> Any:
+        events = getattr(self.game.events, name)().get_logs(
+            argument_filters={"claimId": claim_id}, from_block=self.from_block
+        )
+        if not events:
+            raise OneStepError(f"claim {claim_id} has no {name} event")
+        return events[-1]["args"]
+
+    def revealed_leaves(self, claim_id: int) -> list[bytes]:
+        return [bytes(x) for x in self.last_event(claim_id, "LeavesRevealed")["leaves"]]
+
+    def outcome(self, claim_id: int, record: DisputeRecord) -> None:
+        """Fills ``record``'s winner and reason from the DisputeResolved event, if any."""
+        events = self.game.events.DisputeResolved().get_logs(
+            argument_filters={"claimId": claim_id}, from_block=self.from_block
+        )
+        if events:  # (log reads trail the head on a pruning RPC: fine for a finished game)
+            record.claimer_won = bool(events[-1]["args"]["claimerWon"])
+            record.reason = int(events[-1]["args"]["reason"])
+
+
 class DisputeDriver:
     """Sends the moves of both parties of one claim, each from its own account."""
 
@@ -242,11 +329,13 @@ class DisputeDriver:
         *,
         from_block: int = 0,
     ) -> None:
-        self.from_block = from_block  # where to look for the game's events (e.g. its deployment)
+        self.from_block = from_block
         self.claimer_chain = claimer_chain
         self.challenger_chain = challenger_chain
-        self.game: Contract = claimer_chain.contract("DisputeGame", game_address)
-        self.as_challenger: Contract = challenger_chain.contract("DisputeGame", game_address)
+        self.claimer = DisputePlayer(claimer_chain, game_address, from_block=from_block)
+        self.challenger = DisputePlayer(challenger_chain, game_address, from_block=from_block)
+        self.game: Contract = self.claimer.game
+        self.as_challenger: Contract = self.challenger.game
 
     def open_claim(self, params: tuple[Any, ...], output: bytes) -> tuple[int, TxReceipt]:
         bond = self.game.functions.claimBond().call()
@@ -277,74 +366,21 @@ class DisputeDriver:
     ) -> DisputeRecord:
         """Plays from the challenge on until the dispute ends (or ``max_moves`` were sent)."""
         record = DisputeRecord()
-        g, gc = self.game.functions, self.as_challenger.functions
         while max_moves is None or len(record.moves) < max_moves:
-            # Everything a move needs is read back from the chain: the driver can resume a
-            # dispute that someone else (or an earlier run) has played so far.
-            d = self.game.functions.disputes(claim_id).call()
-            phase, s, level, index = PHASES[d[1]], d[3], d[4], d[5]
-            if phase == "Leaves":
-                self._send(record, phase, g.revealLeaves(claim_id, claimer.leaves))
-            elif phase == "Choose":
-                leaves = self._revealed_leaves(claim_id)
-                choice = challenger.choose(leaves, claimed_output)
-                proof = challenger.step_proof(choice.step, leaves)
-                if choice.output:
-                    fn = gc.challengeOutput(claim_id, proof, claimed_output)
-                    self._send(record, "ChooseOutput", fn, challenger=True)
-                else:
-                    self._send(record, phase, gc.chooseStep(claim_id, proof), challenger=True)
-            elif phase == "Root":
-                self._send(record, phase, g.revealRoot(claim_id, claimer.roots[s]))
-            elif phase == "Children":
-                left, right = claimer.children(s, level, index)
-                self._send(record, phase, g.revealChildren(claim_id, left, right))
-            elif phase == "Pick":
-                pick = challenger.pick(s, level, index, bytes(d[8]), bytes(d[9]))
-                self._send(record, phase, gc.pickChild(claim_id, pick), challenger=True)
-            elif phase == "Chunk":
-                self._send(record, phase, g.revealChunk(claim_id, claimer.chunk(s, index)))
-            elif phase == "OneStep":
-                chunk = bytes(self._last_event(claim_id, "ChunkRevealed")["chunk"])
-                j = challenger.element(s, index, chunk)
-                leaves = self._revealed_leaves(claim_id)
-                proof = challenger.one_step_proof(s, index, j, chunk, leaves)
-                self._send(record, phase, gc.resolve(claim_id, proof), challenger=True)
-            else:
+            moved = self.claimer.move(claim_id, claimer=claimer, record=record) or (
+                self.challenger.move(
+                    claim_id, challenger=challenger, claimed_output=claimed_output, record=record
+                )
+            )
+            if moved is None:
                 break
-        self._outcome(claim_id, record)
+        self.claimer.outcome(claim_id, record)
         return record
 
     def timeout(self, claim_id: int, record: DisputeRecord | None = None) -> DisputeRecord:
         """Ends the dispute by the waiting party's timeout (sent by the claimer's account)."""
         record = record or DisputeRecord()
-        self._send(record, "Timeout", self.game.functions.timeout(claim_id))
-        self._outcome(claim_id, record)
+        receipt = self.claimer_chain.transact(self.game.functions.timeout(claim_id))
+        record.moves.append(("Timeout", int(receipt["gasUsed"])))
+        self.claimer.outcome(claim_id, record)
         return record
-
-    # ---- helpers -----------------------------------------------------------------------
-
-    def _send(self, record: DisputeRecord, name: str, fn: Any, *, challenger: bool = False) -> Any:
-        chain = self.challenger_chain if challenger else self.claimer_chain
-        receipt = chain.transact(fn)
-        record.moves.append((name, int(receipt["gasUsed"])))
-        return receipt
-
-    def _last_event(self, claim_id: int, name: str) -> Any:
-        events = getattr(self.game.events, name)().get_logs(
-            argument_filters={"claimId": claim_id}, from_block=self.from_block
-        )
-        if not events:
-            raise OneStepError(f"claim {claim_id} has no {name} event")
-        return events[-1]["args"]
-
-    def _revealed_leaves(self, claim_id: int) -> list[bytes]:
-        return [bytes(x) for x in self._last_event(claim_id, "LeavesRevealed")["leaves"]]
-
-    def _outcome(self, claim_id: int, record: DisputeRecord) -> None:
-        events = self.game.events.DisputeResolved().get_logs(
-            argument_filters={"claimId": claim_id}, from_block=self.from_block
-        )
-        if events:  # (log reads trail the head on a pruning RPC: fine for a finished game)
-            record.claimer_won = bool(events[-1]["args"]["claimerWon"])
-            record.reason = int(events[-1]["args"]["reason"])
