@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dispute_kit import RandomChallenger
 from node_kit import DIGITS_SAMPLE, RunningNode, fund, node_config, register_digits, setup_node
 from test_node_e2e import wait_jobs
 
+from verinfer.chain.accounts import dev_account
 from verinfer.chain.client import Chain
 from verinfer.chain.deploy import SuiteParams
 from verinfer.chain.deployments import AddressBook
@@ -20,7 +22,9 @@ from verinfer.chain.inference import RequestStatus
 from verinfer.client import InferenceClient
 from verinfer.models.registry import Mode
 from verinfer.node.config import NodeConfig
+from verinfer.node.executor import encode_outputs
 from verinfer.node.jobs import Job, JobLog, JobState
+from verinfer.optimistic.game import DisputePlayer, DisputeRecord
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +126,46 @@ def test_restart_after_claim_finalizes_once(
     assert log.counters()["tx_sent"] == 2
     log.close()
     assert client.coordinator.balance_of(node_address) > 0
+
+
+def test_node_defends_its_claim_against_a_dishonest_challenger(
+    chain: Chain, book: AddressBook, anvil: DevnetInfo, tmp_path: Path
+) -> None:
+    """The node's watchtower answers every move of a challenger who disputes random steps,
+    children and elements of a correct claim; the challenger loses its bond, the node is paid."""
+    model_id, node_address, config, client = setup(chain, book, anvil, tmp_path)
+    program = client.program(model_id)
+    x = np.load(DIGITS_SAMPLE)[2:3]
+    expected = program.run(x)
+    attacker = Chain(anvil.rpc_url, dev_account(3))
+    game_address = client.coordinator.dispute_game()
+    player = DisputePlayer(attacker, game_address)
+    node = RunningNode(config)
+    try:
+        sent = client.request(model_id, x, "optimistic")
+        wait_state(config.data_dir, sent.request_id, JobState.CLAIMED)
+        claim_id = client.coordinator.claim_of(sent.request_id)
+        bond = int(player.game.functions.challengeBond().call())
+        credit_before = chain.w3.eth.get_balance(node_address)
+        attacker.transact(player.game.functions.challenge(claim_id), value=bond)
+        challenger = RandomChallenger(program, expected, seed=3)
+        output = encode_outputs(program, expected.outputs_q)
+        deadline = time.monotonic() + 60
+        while player.dispute(claim_id)[0] != "Done":
+            assert time.monotonic() < deadline, player.dispute(claim_id)
+            if player.move(claim_id, challenger=challenger, claimed_output=output) is None:
+                time.sleep(0.05)
+        record = DisputeRecord()
+        player.outcome(claim_id, record)
+        assert record.claimer_won is True
+        advance(chain, WINDOW + 1)
+        result = client.wait(sent.request_id, timeout=30)
+        assert result.status == "fulfilled"
+        assert np.array_equal(result.outputs_q[0], expected.outputs_q[0])  # type: ignore[index]
+        assert wait_jobs(config.data_dir, 1) == ["finalized"]
+    finally:
+        node.stop()
+    # The node withdrew what the game credited it: the challenger's bond minus the fee (and,
+    # once finalized, its own claim bond), more than the gas of its moves.
+    assert chain.w3.eth.get_balance(node_address) > credit_before
+    assert int(player.game.functions.credits(node_address).call()) == 0

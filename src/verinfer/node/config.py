@@ -25,6 +25,7 @@ __all__ = [
     "MetricsConfig",
     "NodeConfig",
     "ServedModel",
+    "WatchConfig",
     "ZkConfig",
     "load_config",
 ]
@@ -139,6 +140,32 @@ class ZkConfig(_Strict):
     srs_dir: Path | None = None
 
 
+class WatchConfig(_Strict):
+    """Optimistic mode's watchtower (node/watchtower.py). A node serving mode optimistic always
+    defends its own claims; ``models`` are the models whose other nodes' claims it re-executes
+    and disputes when wrong (default: every model it serves in mode optimistic), with at most
+    ``max_at_risk`` ETH in challenge bonds at once."""
+
+    enabled: bool = True
+    models: list[int] | None = None
+    max_at_risk: str = "0.1"
+    challenge: bool = True
+
+    @field_validator("max_at_risk")
+    @classmethod
+    def _amount(cls, value: str) -> str:
+        if not _FEE.fullmatch(value.strip()):
+            raise ValueError(f'{value!r} is not a plain decimal amount of ETH (e.g. "0.1")')
+        return value.strip()
+
+    @field_validator("models")
+    @classmethod
+    def _ids(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(m <= 0 for m in value):
+            raise ValueError("model ids are positive")
+        return value
+
+
 class NodeConfig(_Strict):
     """The whole node configuration (see docs/node.md for an annotated example)."""
 
@@ -159,6 +186,7 @@ class NodeConfig(_Strict):
     metrics: MetricsConfig = MetricsConfig()
     gas: GasConfig = GasConfig()
     zk: ZkConfig = ZkConfig()
+    watch: WatchConfig = WatchConfig()
 
     @field_validator("rpc_url")
     @classmethod
@@ -184,6 +212,12 @@ class NodeConfig(_Strict):
 
     def served(self, model_id: int) -> ServedModel | None:
         return next((m for m in self.models if m.id == model_id), None)
+
+    def watched(self) -> set[int]:
+        """The models whose other nodes' claims the watchtower checks."""
+        if self.watch.models is not None:
+            return set(self.watch.models)
+        return {m.id for m in self.models if "optimistic" in m.modes}
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:

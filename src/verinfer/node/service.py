@@ -38,6 +38,7 @@ from verinfer.node.optimistic import compute_claim
 from verinfer.node.rpc import TransientRpcError, with_retries
 from verinfer.node.submitter import Submitter
 from verinfer.node.watcher import Watcher
+from verinfer.node.watchtower import Watchtower
 from verinfer.node.zk import ZkProver
 from verinfer.store import open_store
 from verinfer.store.local import Store
@@ -100,6 +101,7 @@ class NodeService:
             config.gas,
             confirmations=config.confirmations,
         )
+        self.watchtower = self._watchtower(start)
         self._check_registration(book)
         for served in config.models:
             self.executor.program(served.id)  # fail now, not at the first request
@@ -200,8 +202,29 @@ class NodeService:
             after = self.jobs.get(job.request_id)
             busy = busy or (after is not None and after.state != before)
         self.submitter.check_submitted(head)
+        if self.watchtower is not None and self.watchtower.poll():
+            self.submitter.sync_nonce()  # the watchtower's moves used nonces too
+            busy = True
         self._publish(head, ok=True)
         return busy
+
+    def _watchtower(self, start: int) -> Watchtower | None:
+        """Optimistic mode's watchtower: defends this node's claims, checks others'."""
+        watch = self.config.watch
+        serves = any("optimistic" in m.modes for m in self.config.models)
+        if not watch.enabled or not (serves or watch.models):
+            return None
+        if int(self.coordinator.dispute_game(), 16) == 0:
+            raise ConfigError(
+                "the coordinator has no DisputeGame, but this node serves mode optimistic",
+                hint='remove "optimistic" from the models\' modes, or use a deployment with one',
+            )
+        return Watchtower(
+            self.chain, self.coordinator, self.executor, models=self.config.watched(),
+            max_at_risk=parse_units(watch.max_at_risk, 18, what="watch.max_at_risk"),
+            challenge=watch.challenge, start_block=start,
+            max_block_range=self.config.max_block_range,
+        )  # fmt: skip
 
     def _compute(self, job: Job, now: int) -> None:
         if job.deadline and now >= job.deadline:
