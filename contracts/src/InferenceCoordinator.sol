@@ -44,11 +44,16 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     uint8 public constant MODE_CONSENSUS = 2;
     uint8 public constant MODE_OPTIMISTIC = 4;
     uint8 public constant MODE_ZK = 8;
+    /// @notice A flag of `request`'s mode byte, optimistic requests only (`MODE_OPTIMISTIC |
+    /// EARLY_DELIVERY`): the consumer also gets the claimed output at the claim, provisionally
+    /// (`onProvisionalInference`), and `onCorrection` if the claim then loses.
+    uint8 public constant EARLY_DELIVERY = 0x10;
     /// @dev DisputeGame.Status values read by the coordinator.
     uint8 private constant CLAIM_OPEN = 1;
     uint8 private constant CLAIM_FINALIZED = 3;
     uint8 private constant CLAIM_CLAIMER_WON = 4;
     uint8 private constant CLAIM_CHALLENGER_WON = 5;
+    uint8 private constant CLAIM_FORCED = 6;
     /// @notice The BN254 scalar field order: zk public instances are elements of this field.
     uint256 public constant FIELD_MODULUS =
         21888242871839275222246405745257275088548364400416034343698204186575808495617;
@@ -96,7 +101,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     struct Profile {
         address requester;
         uint88 nodeFee; // F: the highest quote among the eligible nodes at request time
-        uint8 mode;
+        uint8 mode; // as requested: the mode, plus EARLY_DELIVERY if set
         uint96 price; // P, the model's price at request time
         uint16 feeBps; // the protocol fee at request time
         uint16 royaltyBps; // the model's royalty at request time
@@ -150,6 +155,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         uint256 maxFee;
         uint40 assignedUntil; // set by _windows
         uint40 revealDeadline; // set by _windows (consensus only)
+        uint8 requested; // the mode byte as requested: `mode` plus the EARLY_DELIVERY flag
     }
 
     /// @dev What a settlement needs, in memory (keeps the stack shallow).
@@ -233,25 +239,26 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         if (input.length == 0) revert VerinferEmptyInput();
         if (input.length > MAX_INPUT_BYTES) revert VerinferInputTooLarge(input.length, MAX_INPUT_BYTES);
         if (callbackGasLimit > MAX_CALLBACK_GAS) revert VerinferCallbackGasTooHigh(callbackGasLimit, MAX_CALLBACK_GAS);
-        _checkRedundancy(mode, redundancy);
+        Order memory order = Order(
+            modelId, _checkMode(mode, redundancy), redundancy, deadline, callbackGasLimit, maxFee, 0, 0, mode
+        );
         Params memory params = _params;
         requestId = ++params.lastId;
         _params.lastId = params.lastId;
-        if (mode == MODE_ZK || mode == MODE_OPTIMISTIC) {
+        if (order.mode == MODE_ZK || order.mode == MODE_OPTIMISTIC) {
             // Zk: the proof's public instances are the input values. Optimistic: a dispute's
             // one-step proof reads the input. Both need it inline and its hash on-chain.
             uint8 kind = uint8(input[0]);
             if (kind != INLINE) revert VerinferZkInputNotInline(kind);
             _inputHashes[requestId] = keccak256(input);
         }
-        Order memory order = Order(modelId, mode, redundancy, deadline, callbackGasLimit, maxFee, 0, 0);
         uint256 fee = _open(requestId, order, params, input);
         _token.safeTransferFrom(msg.sender, address(this), fee);
     }
 
     /// @inheritdoc IInferenceCoordinator
     function quote(uint256 modelId, uint8 mode, uint8 redundancy) external view returns (uint256 fee) {
-        _checkRedundancy(mode, redundancy);
+        mode = _checkMode(mode, redundancy); // early delivery costs nothing extra
         (uint256 price,) = _servableTerms(modelId, mode);
         (uint256 nodeFee, uint256 eligible) = _nodes.maxQuote(modelId, mode);
         if (eligible < redundancy) revert VerinferNoEligibleNode(modelId, mode);
@@ -298,6 +305,9 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// @inheritdoc IInferenceCoordinator
     /// @dev Only the assigned node, before the deadline (no late answers by other nodes: the
     /// claimer's stake is what a lost dispute slashes). The game is the owner-set DisputeGame.
+    /// Early delivery: then calls the requester's `onProvisionalInference` (after every effect,
+    /// with the callback rules of `_deliver`: the claim needs gas for it, a failure emits
+    /// CallbackFailed and does not undo the claim). Nothing is paid before finalization.
     function claim(uint256 requestId, bytes calldata output, bytes32 traceRoot)
         external
         payable
@@ -312,6 +322,14 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         claimId = _openClaim(requestId, profile.modelId, output, traceRoot);
         claimOf[requestId] = claimId;
         emit Claimed(requestId, claimId, msg.sender);
+        if (profile.mode & EARLY_DELIVERY != 0) {
+            _callback(
+                requestId,
+                profile.requester,
+                profile.callbackGasLimit,
+                abi.encodeCall(IVerinferConsumer.onProvisionalInference, (requestId, output))
+            );
+        }
     }
 
     /// @inheritdoc IInferenceCoordinator
@@ -405,8 +423,11 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// @inheritdoc IInferenceCoordinator
     /// @dev Modes none, zk, optimistic: refunds E and slashes the assigned node the no-show
     /// amount; an optimistic claim that lost its dispute is refundable at once and slashes the
-    /// dissent amount instead. Consensus: the same as `finalize` for a request that delivered
-    /// nothing.
+    /// dissent amount instead; one whose claimer conceded a forced error is refundable at once
+    /// and slashes nothing. Consensus: the same as `finalize` for a request that delivered
+    /// nothing. A lost claim of an early-delivery request then calls the requester's
+    /// `onCorrection` (after every effect; the callback rules of `_deliver`, so a failing hook
+    /// does not block the refund).
     function refund(uint256 requestId) external nonReentrant {
         Job storage job = _jobs[requestId];
         Job memory r = job;
@@ -415,9 +436,11 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
             revert VerinferWrongStatus(requestId, r.status);
         }
         bool lost = r.status == Status.Claimed;
+        bool forced;
         if (lost) {
             (uint8 status,) = _claimState(claimOf[requestId]);
-            if (status != CLAIM_CHALLENGER_WON) revert VerinferWrongStatus(requestId, r.status);
+            forced = status == CLAIM_FORCED;
+            if (status != CLAIM_CHALLENGER_WON && !forced) revert VerinferWrongStatus(requestId, r.status);
         } else if (block.timestamp <= _deadline(r)) {
             revert VerinferDeadlineNotPassed(requestId);
         }
@@ -431,11 +454,22 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         Settlement memory s = _settlement(requestId, profile, 1);
         job.status = Status.Refunded;
         uint256 escrow = _escrow(s);
-        uint256 slashed = lost
-            ? _slash(r.assigned0, _slashing.dissent, "dispute")
-            : _slash(r.assigned0, _slashing.noShow, "no-show");
+        uint256 slashed = forced
+            ? 0
+            : lost
+                ? _slash(r.assigned0, _slashing.dissent, "dispute")
+                : _slash(r.assigned0, _slashing.noShow, "no-show");
         _credit(s.requester, escrow + slashed);
         emit Refunded(requestId, escrow);
+        // Early delivery: the claim's output reached the consumer provisionally; withdraw it.
+        if (lost && profile.mode & EARLY_DELIVERY != 0) {
+            _callback(
+                requestId,
+                profile.requester,
+                profile.callbackGasLimit,
+                abi.encodeCall(IVerinferConsumer.onCorrection, (requestId))
+            );
+        }
     }
 
     /// @inheritdoc IInferenceCoordinator
@@ -560,7 +594,10 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
 
     // ---------------------------------------------------------------- internals: opening
 
-    function _checkRedundancy(uint8 mode, uint8 redundancy) private view {
+    /// @dev Checks the mode byte and the redundancy; returns the mode without EARLY_DELIVERY,
+    /// a flag only optimistic requests may set (the flag alone is an unsupported mode).
+    function _checkMode(uint8 requested, uint8 redundancy) private view returns (uint8 mode) {
+        mode = requested & ~EARLY_DELIVERY;
         if (mode == MODE_NONE || mode == MODE_ZK || mode == MODE_OPTIMISTIC) {
             if (redundancy != 1) revert VerinferInvalidRedundancy(redundancy);
             if (mode == MODE_OPTIMISTIC && address(disputeGame) == address(0)) revert VerinferUnsupportedMode(mode);
@@ -569,8 +606,9 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
                 revert VerinferInvalidRedundancy(redundancy);
             }
         } else {
-            revert VerinferUnsupportedMode(mode);
+            revert VerinferUnsupportedMode(requested);
         }
+        if (mode != requested && mode != MODE_OPTIMISTIC) revert VerinferEarlyDeliveryNotOptimistic(requested);
     }
 
     /// @dev The model's price and royalty, if it is servable in `mode` (unknown ids revert in the
@@ -598,7 +636,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
             Profile(
                 msg.sender,
                 SafeCast.toUint88(nodeFee),
-                o.mode,
+                o.requested, // with the flag: getRequest reports it, and an early request's profile differs
                 SafeCast.toUint96(price),
                 params.protocolFeeBps,
                 royaltyBps,
@@ -682,7 +720,7 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
         r = job;
         if (r.status == Status.None) revert VerinferUnknownRequest(requestId);
         profile = _profiles[r.profile];
-        if (profile.mode != mode) revert VerinferWrongMode(requestId, profile.mode);
+        if (profile.mode & ~EARLY_DELIVERY != mode) revert VerinferWrongMode(requestId, profile.mode);
     }
 
     /// @dev Checks that the caller may answer a single-node request now; returns whether it is a
@@ -1009,10 +1047,16 @@ contract InferenceCoordinator is IInferenceCoordinator, Ownable2Step, Reentrancy
     /// caller must supply enough gas that it really does (EIP-150 forwards at most 63/64).
     function _deliver(uint256 requestId, address requester, uint256 gasLimit, bytes calldata output) private {
         emit InferenceFulfilled(requestId, keccak256(output), output);
+        _callback(requestId, requester, gasLimit, abi.encodeCall(IVerinferConsumer.onInference, (requestId, output)));
+    }
+
+    /// @dev Calls the requester with `data` (an IVerinferConsumer hook) if it is a contract, with
+    /// exactly `gasLimit` gas; a revert (or running out of gas) emits CallbackFailed, never
+    /// reverts here. Reverts VerinferInsufficientGas if the transaction lacks the gas.
+    function _callback(uint256 requestId, address requester, uint256 gasLimit, bytes memory data) private {
         if (requester.code.length == 0) return;
         uint256 required = gasLimit * 64 / 63 + CALLBACK_GAS_MARGIN;
         if (gasleft() < required) revert VerinferInsufficientGas(gasleft(), required);
-        bytes memory data = abi.encodeCall(IVerinferConsumer.onInference, (requestId, output));
         bool ok;
         bytes memory reason;
         // Assembly because Solidity's try/catch and low-level call copy *all* returndata into

@@ -8,7 +8,9 @@ import {IVerinferConsumer} from "./interfaces/IVerinferConsumer.sol";
 
 /// @title VerinferConsumer
 /// @notice Base for a dApp that asks verinfer for inferences: inherit it, call
-/// `_requestInference`, and override `_onInference` to receive the output.
+/// `_requestInference`, and override `_onInference` to receive the output. Optimistic requests
+/// with early delivery (mode `4 | 0x10`) also call `_onProvisionalInference` at the claim and
+/// `_onCorrection` if the claim loses: override them to act on provisional results.
 /// @dev The contract pays the fee from its own token balance: fund it with the payment token.
 /// Refunds (unanswered requests, unpaid node fees, slashed stake) accrue to this contract's
 /// balance in the coordinator; `_withdrawRefunds` pulls them.
@@ -20,7 +22,7 @@ abstract contract VerinferConsumer is IVerinferConsumer {
     /// @notice The coordinator's payment token.
     IERC20 public immutable PAYMENT_TOKEN;
 
-    /// @notice `onInference` was called by `caller`, not by the COORDINATOR.
+    /// @notice A hook (`onInference`, ...) was called by `caller`, not by the COORDINATOR.
     error VerinferOnlyCoordinator(address caller);
 
     /// @param coordinator_ The InferenceCoordinator.
@@ -35,6 +37,23 @@ abstract contract VerinferConsumer is IVerinferConsumer {
     function onInference(uint256 requestId, bytes calldata output) external {
         if (msg.sender != address(COORDINATOR)) revert VerinferOnlyCoordinator(msg.sender);
         _onInference(requestId, output);
+    }
+
+    /// @notice Early delivery: called by the coordinator with the claimed, not yet final,
+    /// output; forwards to `_onProvisionalInference`.
+    /// @param requestId The id `_requestInference` returned.
+    /// @param output The claimed output tensors (see TensorCodec).
+    function onProvisionalInference(uint256 requestId, bytes calldata output) external {
+        if (msg.sender != address(COORDINATOR)) revert VerinferOnlyCoordinator(msg.sender);
+        _onProvisionalInference(requestId, output);
+    }
+
+    /// @notice Early delivery: called by the coordinator when the provisional output of
+    /// `requestId` was overturned; forwards to `_onCorrection`.
+    /// @param requestId The id `_requestInference` returned.
+    function onCorrection(uint256 requestId) external {
+        if (msg.sender != address(COORDINATOR)) revert VerinferOnlyCoordinator(msg.sender);
+        _onCorrection(requestId);
     }
 
     /// @dev Submits the request; the coordinator pulls the actual fee (at most `maxFee`). See
@@ -69,4 +88,15 @@ abstract contract VerinferConsumer is IVerinferConsumer {
     /// @dev Override to use the output. Runs with the request's callbackGasLimit; a revert here
     /// does not undo the delivery (the coordinator emits CallbackFailed).
     function _onInference(uint256 requestId, bytes calldata output) internal virtual;
+
+    /// @dev Early delivery only (mode `4 | 0x10`): override to use the claimed output before its
+    /// challenge window ends. It is provisional: `_onInference` confirms it (same bytes) at
+    /// finalization, or `_onCorrection` withdraws it. Same gas limit and failure rule as
+    /// `_onInference`. Does nothing by default.
+    function _onProvisionalInference(uint256 requestId, bytes calldata output) internal virtual {}
+
+    /// @dev Early delivery only: the provisional output of `requestId` lost its dispute; undo
+    /// what `_onProvisionalInference` did. The request is refunded (to `_withdrawRefunds`), and
+    /// `_onInference` never comes for it. Same gas limit and failure rule. Does nothing by default.
+    function _onCorrection(uint256 requestId) internal virtual {}
 }

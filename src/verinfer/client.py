@@ -65,6 +65,9 @@ class RequestResult:
     refunded: int | None = None
     # Delivered the empty output: the nodes could not run the input (protocol-requests.md).
     invalid_input: bool = False
+    # Optimistic with early delivery: the requester contract also gets the claimed output at
+    # the claim (provisional) and a correction if the claim loses.
+    early: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -73,7 +76,7 @@ class RequestResult:
             "assigned": self.assigned, "deadline": self.deadline,
             "output": "0x" + self.output.hex() if self.output is not None else None,
             "output_hash": self.output_hash, "refunded": self.refunded,
-            "invalid_input": self.invalid_input,
+            "invalid_input": self.invalid_input, "early": self.early,
         }  # fmt: skip
         if self.outputs is not None:
             data["outputs"] = [o.tolist() for o in self.outputs]
@@ -172,9 +175,15 @@ class InferenceClient:
         callback_gas_limit: int = 0,
         wait: bool = False,
         timeout: float = DEFAULT_TIMEOUT_S,
+        early: bool = False,
     ) -> RequestResult:
-        """Pay for and send a request; with ``wait``, block until it settles."""
+        """Pay for and send a request; with ``wait``, block until it settles.
+
+        ``early`` (mode optimistic only) asks for early delivery: a requester contract also
+        gets the claimed output at the claim (``onProvisionalInference``) and ``onCorrection``
+        if a dispute overturns it; ``wait`` still returns the final result."""
         m = InferenceMode.parse(mode)
+        m.byte(early=early)  # validates the flag before anything is paid
         k = redundancy if redundancy is not None else (3 if m == InferenceMode.CONSENSUS else 1)
         if m in (InferenceMode.NONE, InferenceMode.OPTIMISTIC, InferenceMode.ZK) and k != 1:
             raise ConfigError(
@@ -193,13 +202,13 @@ class InferenceClient:
         now = int(self.chain.w3.eth.get_block("latest")["timestamp"])
         sent = self.coordinator.request(
             model_id, data, m, max_fee=max_fee, deadline=now + deadline_s,
-            callback_gas_limit=callback_gas_limit, redundancy=k, token=self.token,
+            callback_gas_limit=callback_gas_limit, redundancy=k, token=self.token, early=early,
         )  # fmt: skip
         self._blocks[sent.request_id] = sent.block
         result = RequestResult(
             request_id=sent.request_id, model_id=model_id, mode=m.name.lower(),
             status=RequestStatus.PENDING.name.lower(), fee=sent.fee, tx=sent.tx,
-            block=sent.block, assigned=sent.assigned, deadline=sent.deadline,
+            block=sent.block, assigned=sent.assigned, deadline=sent.deadline, early=early,
         )  # fmt: skip
         if wait:
             settled = self.wait(sent.request_id, timeout=timeout)
@@ -236,6 +245,7 @@ class InferenceClient:
             mode=InferenceMode(info.mode).name.lower()
             if info.mode in set(InferenceMode) else str(info.mode),
             status=info.status.name.lower(), fee=info.escrow, deadline=info.deadline,
+            early=info.early,
         )  # fmt: skip
         if not info.status.settled:
             return result

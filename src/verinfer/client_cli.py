@@ -1,6 +1,7 @@
 """`verinfer request ...`: ask the network for an inference, and look a request up.
 
-    verinfer request MODEL_ID --input x.npy [--mode none|consensus|optimistic|zk] [--wait] [--json]
+    verinfer request MODEL_ID --input x.npy [--mode none|consensus|optimistic|zk] [--early]
+                     [--wait] [--json]
     verinfer request status REQUEST_ID [--json]
 
 ``request`` is a group whose default command is ``submit``: anything that is not a
@@ -42,7 +43,7 @@ def _show(result: RequestResult, client: InferenceClient) -> None:
     table = Table(show_header=False, box=None)
     table.add_row("[bold]request[/]", str(result.request_id))
     table.add_row("[bold]model[/]", str(result.model_id))
-    table.add_row("[bold]mode[/]", result.mode)
+    table.add_row("[bold]mode[/]", result.mode + (" (early delivery)" if result.early else ""))
     table.add_row("[bold]status[/]", result.status)
     table.add_row("[bold]fee[/]", f"{client.token.format(result.fee)} {client.token.symbol()}")
     if result.tx:
@@ -75,6 +76,14 @@ def submit(
         str | None, typer.Option("--max-fee", help="Most to pay, in tokens (default: quote)")
     ] = None,
     deadline: Annotated[int, typer.Option("--deadline", help="Seconds until refund")] = 600,
+    early: Annotated[
+        bool,
+        typer.Option(
+            "--early",
+            help="Optimistic only: the requester contract also gets the claimed output at the "
+            "claim, provisionally, and a correction callback if a dispute overturns it",
+        ),
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait")] = 120.0,
     rpc_url: RpcUrlOption = None,
@@ -91,6 +100,7 @@ def submit(
     with console.status("sending the request..."):
         result = client.request(
             model_id, array, mode, redundancy=redundancy, max_fee=units, deadline_s=deadline,
+            early=early,
         )  # fmt: skip
     if wait:
         with console.status(f"waiting for request {result.request_id}..."):

@@ -21,6 +21,11 @@ CHALLENGE_BOND = 5 * 10**17
 WINDOW = 3600
 MOVE_TIME = 600
 FEE_BPS = 1000
+# Forced errors off, and no jackpot fee: claimDeposit() == claimBond, which DisputeDriver sends.
+FORCED_RATE_PPM = 0
+JACKPOT_FEE = 0
+JACKPOT_PAYOUT = 0
+SEED_DELAY = 2 * WINDOW
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,14 @@ class Game:
     treasury: str
 
 
-def deploy_game(rpc_url: str) -> Game:
+def deploy_game(
+    rpc_url: str,
+    *,
+    forced_rate_ppm: int = FORCED_RATE_PPM,
+    jackpot_fee: int = JACKPOT_FEE,
+    jackpot_payout: int = JACKPOT_PAYOUT,
+    seed_delay: int = SEED_DELAY,
+) -> Game:
     deployer = Chain(rpc_url, dev_account(0))
     verifier, _ = deployer.deploy("OneStepVerifier")
     ext, _ = deployer.deploy("OneStepVerifierExt")
@@ -50,6 +62,10 @@ def deploy_game(rpc_url: str) -> Game:
         WINDOW,
         MOVE_TIME,
         FEE_BPS,
+        forced_rate_ppm,
+        jackpot_fee,
+        jackpot_payout,
+        seed_delay,
     )
     return Game(
         game, deployer, Chain(rpc_url, dev_account(1)), Chain(rpc_url, dev_account(2)), treasury

@@ -30,9 +30,14 @@ interface IDisputeGame {
     /// @notice The claim bond in wei.
     function claimBond() external view returns (uint256);
 
+    /// @notice The wei `open` takes: the claim bond plus the jackpot fee.
+    function claimDeposit() external view returns (uint256);
+
     /// @notice DisputeGame.claims: claimer, openedAt, status (0 None, 1 Open, 2 Disputed,
-    /// 3 Finalized, 4 ClaimerWon, 5 ChallengerWon), nSteps, nConstants, bond, traceRoot,
-    /// weightsRoot, stepsRoot, inputHash, outputHash.
+    /// 3 Finalized, 4 ClaimerWon, 5 ChallengerWon, 6 Forced: the claimer conceded a forced
+    /// error, so the claim is void and nobody is slashed), nSteps, nConstants, bond, traceRoot,
+    /// weightsRoot, stepsRoot, inputHash, outputHash; the game returns one more field after
+    /// these (seedHash, the claimer's forced-error seed), which this declaration leaves out.
     function claims(uint256 claimId)
         external
         view

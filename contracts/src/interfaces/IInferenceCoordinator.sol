@@ -6,7 +6,9 @@ pragma solidity ^0.8.24;
 /// word), 2 consensus (k nodes commit-reveal, majority delivered), 4 optimistic (one node's
 /// claim, delivered after the DisputeGame's challenge window unless a dispute overturns it), 8 zk
 /// (one node's output with a zk proof of the model's circuit, checked on delivery). Payments
-/// are pull-based.
+/// are pull-based. An optimistic request may add the EARLY_DELIVERY flag (0x10) to its mode
+/// byte: its consumer then also gets the claimed output at the claim (`onProvisionalInference`)
+/// and `onCorrection` if the claim loses (IVerinferConsumer).
 interface IInferenceCoordinator {
     enum Status {
         None,
@@ -24,7 +26,7 @@ interface IInferenceCoordinator {
         address requester; // the consumer contract (or EOA) that pays and is called back
         uint64 deadline; // no result by then: refund and slash
         uint32 callbackGasLimit;
-        uint8 mode;
+        uint8 mode; // as requested: 1, 2, 4 or 8, plus EARLY_DELIVERY (0x10) if set
         uint8 redundancy; // k for consensus, 1 for none
         Status status;
         uint96 escrow; // what the requester paid and may get back
@@ -43,6 +45,8 @@ interface IInferenceCoordinator {
         bool closed; // payments and slashes are settled
     }
 
+    /// @notice `mode` is the protocol mode, without the EARLY_DELIVERY flag (nodes serve an early
+    /// request like any optimistic one); `getRequest` reports the flag.
     event InferenceRequested(
         uint256 indexed requestId,
         uint256 indexed modelId,
@@ -56,6 +60,8 @@ interface IInferenceCoordinator {
     event Committed(uint256 indexed requestId, address indexed node);
     event Revealed(uint256 indexed requestId, address indexed node, bytes32 outputHash);
     event InferenceFulfilled(uint256 indexed requestId, bytes32 outputHash, bytes output);
+    /// @notice A consumer hook (onInference, onProvisionalInference or onCorrection) reverted or
+    /// ran out of gas; the settlement stands. `reason`: at most 256 bytes of its revert data.
     event CallbackFailed(uint256 indexed requestId, bytes reason);
     event ConsensusClosed(uint256 indexed requestId, bool delivered, uint8 agreeing);
     event Refunded(uint256 indexed requestId, uint256 amount);
@@ -108,16 +114,19 @@ interface IInferenceCoordinator {
     error VerinferOutputMismatch(uint256 requestId);
     /// @notice Optimistic: the claim is disputed (2) or lost (5): nothing to deliver (yet).
     error VerinferClaimNotDeliverable(uint256 requestId, uint8 claimStatus);
+    /// @notice The EARLY_DELIVERY flag (0x10) was set on a mode other than optimistic (4).
+    error VerinferEarlyDeliveryNotOptimistic(uint8 mode);
 
     /// @notice Ask model `modelId` for an output. Pulls the fee (model price + node fee(s) +
     /// protocol fee) from the caller, which must be at most `maxFee`.
     /// @param modelId The ModelRegistry id.
     /// @param input The input tensors in the verinfer tensor encoding (see TensorCodec).
     /// @param mode 1 (none), 2 (consensus), 4 (optimistic) or 8 (zk); optimistic and zk need an
-    /// inline input (VerinferZkInputNotInline otherwise).
+    /// inline input (VerinferZkInputNotInline otherwise). Optimistic may add EARLY_DELIVERY
+    /// (0x10, VerinferEarlyDeliveryNotOptimistic on other modes): 4 | 0x10 = 20.
     /// @param maxFee The most the caller pays; `quote` gives a fee that never fails.
     /// @param deadline Unix time after which an unanswered request is refundable.
-    /// @param callbackGasLimit Gas for the `onInference` callback (contracts only).
+    /// @param callbackGasLimit Gas for each consumer callback (contracts only).
     /// @param redundancy 1 for none, optimistic and zk; odd 3..7 for consensus.
     /// @return requestId The new request's id (ids start at 1).
     function request(
@@ -146,7 +155,8 @@ interface IInferenceCoordinator {
     /// @notice Mode optimistic: the assigned node claims `output` (inline, the program outputs'
     /// integers at their scales) with the `traceRoot` of its execution, before the deadline,
     /// forwarding the DisputeGame's claim bond as `msg.value`. Opens the game's claim with the
-    /// model's weightsRoot, stepsRoot and counts (registry) and the request's input hash.
+    /// model's weightsRoot, stepsRoot and counts (registry) and the request's input hash. An
+    /// early-delivery request's consumer gets `onProvisionalInference(requestId, output)` here.
     /// @return claimId The DisputeGame claim (also `claimOf(requestId)`).
     function claim(uint256 requestId, bytes calldata output, bytes32 traceRoot)
         external
@@ -171,13 +181,15 @@ interface IInferenceCoordinator {
 
     /// @notice After the deadline with no result: refund the requester, slash the no-shows.
     /// Optimistic: also as soon as the claim lost its dispute, deadline or not: the requester is
-    /// refunded in full and the claimer slashed the dissent amount.
+    /// refunded in full and the claimer slashed the dissent amount; an early-delivery
+    /// request's consumer then gets `onCorrection(requestId)`.
     function refund(uint256 requestId) external;
 
     /// @notice Pull everything owed to the caller (fees, royalties, refunds).
     function withdraw() external;
 
-    /// @notice What `model`'s request in `mode` with `redundancy` costs right now: the node fee
+    /// @notice What `model`'s request in `mode` (EARLY_DELIVERY included: it costs nothing
+    /// more) with `redundancy` costs right now: the node fee
     /// is the highest quote among all eligible nodes, whichever nodes are picked, so a request
     /// in the same state pays exactly this (`maxFee = quote(...)` fails on price only if a node
     /// raised its quote, or a dearer node became eligible, before the request).

@@ -24,6 +24,7 @@ __all__ = [
     "DeadlinePassedError",
     "DeadlineTooFarError",
     "DeadlineTooSoonError",
+    "EarlyDeliveryNotOptimisticError",
     "EmptyInputError",
     "FeeAboveMaxError",
     "FeeTooHighError",
@@ -126,6 +127,10 @@ class InvalidRequestError(CoordinatorError):
 
 class UnsupportedModeError(InvalidRequestError):
     """The coordinator serves modes 1 (none), 2 (consensus) and 8 (zk) only."""
+
+
+class EarlyDeliveryNotOptimisticError(InvalidRequestError):
+    """The early-delivery flag (0x10) was set on a mode other than optimistic (4)."""
 
 
 class InvalidRedundancyError(InvalidRequestError):
@@ -280,6 +285,11 @@ _ERRORS: list[tuple[str, type[ContractRevertError], str | None]] = [
     ("VerinferZeroAddress", ZeroAddressError, None),
     ("OwnableUnauthorizedAccount", OnlyOwnerError, "sign with the admin's key"),
     ("VerinferUnsupportedMode", UnsupportedModeError, "use mode none (1), consensus (2) or zk (8)"),
+    (
+        "VerinferEarlyDeliveryNotOptimistic",
+        EarlyDeliveryNotOptimisticError,
+        "early delivery is for mode optimistic only",
+    ),
     ("VerinferInvalidRedundancy", InvalidRedundancyError, "none and zk: 1; consensus: 3, 5 or 7"),
     ("VerinferDeadlineTooSoon", DeadlineTooSoonError, "give the nodes more time"),
     ("VerinferDeadlineTooFar", DeadlineTooFarError, "deadlines are at most 30 days away"),

@@ -41,6 +41,14 @@ class SuiteParams:
     challenge_window_s: int = 3600
     move_time_s: int = 600
     game_fee_bps: int = 1_000
+    # Forced errors (docs/optimistic.md, section 4): rate p, jackpot fee f per claim, jackpot J.
+    # f = p * J: a claimer's share of the pool pays out, on average, what its claims put in.
+    forced_rate_ppm: int = 10_000
+    jackpot_fee_wei: int = ETH // 10_000
+    jackpot_payout_wei: int = ETH // 100
+    # A seed is active this long after its commit: longer than the coordinator's deadline
+    # horizon (30 days), so no request input it decides was known when it was chosen.
+    seed_delay_s: int = 31 * 24 * 3600
 
     def validate(self) -> None:
         if self.min_stake <= 0:
@@ -59,11 +67,17 @@ class SuiteParams:
         for name in ("no_show_slash", "dissent_slash"):
             if not 0 <= getattr(self, name) < 2**96:
                 raise ConfigError(f"{name} is not a uint96")
-        for name in ("claim_bond_wei", "challenge_bond_wei", "challenge_window_s", "move_time_s"):
+        positive = ("claim_bond_wei", "challenge_bond_wei", "challenge_window_s", "move_time_s")
+        for name in (*positive, "seed_delay_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.game_fee_bps <= 5_000:
             raise ConfigError(f"game_fee_bps {self.game_fee_bps} is not in 0..5000")
+        if not 0 <= self.forced_rate_ppm <= 1_000_000:
+            raise ConfigError(f"forced_rate_ppm {self.forced_rate_ppm} is not in 0..1000000")
+        for name in ("jackpot_fee_wei", "jackpot_payout_wei"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
 def deploy_suite(
@@ -125,6 +139,10 @@ def deploy_suite(
         params.challenge_window_s,
         params.move_time_s,
         params.game_fee_bps,
+        params.forced_rate_ppm,
+        params.jackpot_fee_wei,
+        params.jackpot_payout_wei,
+        params.seed_delay_s,
     )
     book.contracts.update(StepRouter=router, DisputeGame=game)
     coordinator_contract = chain.contract("InferenceCoordinator", coordinator)

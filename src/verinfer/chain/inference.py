@@ -29,6 +29,7 @@ __all__ = [
     "MAX_NODE_FEE",
     "MAX_UINT96",
     "Ballot",
+    "EARLY_DELIVERY",
     "CoordinatorClient",
     "InferenceMode",
     "NodeInfo",
@@ -46,6 +47,10 @@ MAX_UINT96 = 2**96 - 1
 MAX_NODE_FEE = 2**88 - 1  # NodeRegistry.MAX_FEE: a request's node fee is 88 bits
 MAX_UINT32 = 2**32 - 1
 MAX_UINT64 = 2**64 - 1
+EARLY_DELIVERY = 0x10
+"""A flag of the mode byte (``InferenceMode.OPTIMISTIC | EARLY_DELIVERY``): the consumer contract
+also gets the claimed output at the claim (``onProvisionalInference``) and ``onCorrection`` if
+the claim loses. Optimistic requests only (``VerinferEarlyDeliveryNotOptimistic``)."""
 
 
 class InferenceMode(IntEnum):
@@ -55,6 +60,16 @@ class InferenceMode(IntEnum):
     CONSENSUS = 2
     OPTIMISTIC = 4
     ZK = 8
+
+    def byte(self, *, early: bool = False) -> int:
+        """The ``mode`` byte of a request: the mode, plus ``EARLY_DELIVERY`` when ``early``
+        (mode optimistic only: ``ConfigError`` otherwise)."""
+        if early and self != InferenceMode.OPTIMISTIC:
+            raise ConfigError(
+                f"early delivery is for mode optimistic, not {self.name.lower()}",
+                hint="drop --early, or use --mode optimistic",
+            )
+        return int(self) | (EARLY_DELIVERY if early else 0)
 
     @classmethod
     def parse(cls, text: str | int | InferenceMode) -> InferenceMode:
@@ -121,15 +136,19 @@ class RequestInfo:
     reveal_deadline: int
     model_id: int
     input_hash: str  # zk, optimistic; zero in modes none and consensus: the input is in the event
+    # Optimistic: the requester asked for early delivery (the EARLY_DELIVERY bit of the mode
+    # byte, which ``mode`` leaves out).
+    early: bool = False
 
     @classmethod
     def from_tuple(cls, request_id: int, t: Any) -> RequestInfo:
+        mode = int(t[3])
         return cls(
             request_id=request_id, requester=str(t[0]), deadline=int(t[1]),
-            callback_gas_limit=int(t[2]), mode=int(t[3]), redundancy=int(t[4]),
+            callback_gas_limit=int(t[2]), mode=mode & ~EARLY_DELIVERY, redundancy=int(t[4]),
             status=RequestStatus(int(t[5])), escrow=int(t[6]), node_fee=int(t[7]),
             assigned_until=int(t[8]), reveal_deadline=int(t[9]), model_id=int(t[10]),
-            input_hash="0x" + bytes(t[11]).hex(),
+            input_hash="0x" + bytes(t[11]).hex(), early=bool(mode & EARLY_DELIVERY),
         )  # fmt: skip
 
 
@@ -299,18 +318,22 @@ class CoordinatorClient:
         callback_gas_limit: int = 0,
         redundancy: int = 1,
         token: Token | None = None,
+        early: bool = False,
     ) -> RequestReceipt:
         """Pay into escrow and ask for an output. With ``token``, approve ``max_fee`` first
-        when the allowance is short."""
+        when the allowance is short. ``early`` (mode optimistic only): the requester contract
+        also gets the claimed output at the claim, provisionally (``EARLY_DELIVERY``)."""
         m = InferenceMode.parse(mode)
+        mode_byte = m.byte(early=early)
         _check_range(deadline, MAX_UINT64, "deadline")
         _check_range(callback_gas_limit, MAX_UINT32, "callback gas limit")
         _check_range(redundancy, 255, "redundancy")
         if token is not None and token.allowance(self.chain.address, self.address) < max_fee:
             token.approve(self.address, max_fee)
         fn = self.contract.functions.request(
-            model_id, bytes(input_bytes), int(m), max_fee, deadline, callback_gas_limit, redundancy
-        )
+            model_id, bytes(input_bytes), mode_byte, max_fee, deadline, callback_gas_limit,
+            redundancy,
+        )  # fmt: skip
         receipt = self.chain.transact(fn)
         events = self.contract.events.InferenceRequested().process_receipt(receipt, errors=DISCARD)
         if len(events) != 1:
@@ -360,12 +383,12 @@ class CoordinatorClient:
 
     def claim(self, request_id: int, output: bytes, trace_root: bytes) -> tuple[int, TxReceipt]:
         """Mode optimistic: claim ``output`` (inline, ``outputs_q`` at the program's output
-        scales) with the execution's ``trace_root``, forwarding the DisputeGame's claim bond.
+        scales) with the execution's ``trace_root``, forwarding the DisputeGame's claim deposit.
         Returns the game's claim id and the receipt."""
         if len(trace_root) != 32:
             raise ConfigError(f"a trace root is 32 bytes, got {len(trace_root)}")
         game = self.chain.contract("DisputeGame", self.dispute_game())
-        bond = int(self.chain.call(game.functions.claimBond()))
+        bond = int(self.chain.call(game.functions.claimDeposit()))  # bond + jackpot fee
         receipt = self.chain.transact(self.claim_fn(request_id, output, trace_root), value=bond)
         events = self.contract.events.Claimed().process_receipt(receipt, errors=DISCARD)
         if len(events) != 1:

@@ -74,9 +74,10 @@ class ClaimTracker:
         return self._game
 
     def bond(self) -> int:
-        """The claim bond sent with each claim (the game's, read once)."""
+        """The wei sent with each claim: the game's ``claimDeposit()`` (claim bond plus
+        jackpot fee), read once."""
         if self._bond is None:
-            fn = self.game.functions.claimBond()
+            fn = self.game.functions.claimDeposit()
             self._bond = int(with_retries(lambda: self.coordinator.chain.call(fn), "claim bond"))
         return self._bond
 

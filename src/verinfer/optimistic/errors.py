@@ -65,6 +65,10 @@ _GAME_ERRORS = {
     "VerinferOutputMatches": "the claimed output is the committed one",
     "VerinferNoCredit": "nothing is credited to this account",
     "VerinferTransferFailed": "the account refused the payment",
+    "VerinferBadSeed": "commit keccak256(abi.encode(secret)) of a fresh secret, not zero",
+    "VerinferNotClaimer": "only the claim's claimer may concede it",
+    "VerinferWrongSecret": "the secret does not hash to the seed the claim recorded",
+    "VerinferNotForced": "the secret does not make this claim's input a forced error",
 }
 for _name, _hint in _GAME_ERRORS.items():
     register_error(_name, DisputeRevertError, _hint)

@@ -338,7 +338,7 @@ class DisputeDriver:
         self.as_challenger: Contract = self.challenger.game
 
     def open_claim(self, params: tuple[Any, ...], output: bytes) -> tuple[int, TxReceipt]:
-        bond = self.game.functions.claimBond().call()
+        bond = self.game.functions.claimDeposit().call()  # the bond plus the jackpot fee
         receipt = self.claimer_chain.transact(
             self.game.functions.openClaim(params, output), value=bond
         )
