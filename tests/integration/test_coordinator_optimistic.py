@@ -60,7 +60,7 @@ CHALLENGER = account(3)
 TREASURY = account(90)
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 GAME = SuiteParams()
-CLAIM_OPEN, CLAIM_FINALIZED, CLAIM_CLAIMER_WON, CLAIM_CHALLENGER_WON = 1, 3, 4, 5
+CLAIM_OPEN, CLAIM_FINALIZED, CLAIM_CHALLENGER_WON = 1, 3, 5
 
 
 @cache
@@ -276,7 +276,10 @@ def test_honest_claim_survives_a_dishonest_challenger(opt: Setup) -> None:
     challenger = RandomChallenger(opt.program, opt.execution, seed=7)
     record = d.play(claim_id, claimer, challenger, opt.output)
     assert record.claimer_won is True
-    assert claim_status(opt, claim_id) == CLAIM_CLAIMER_WON
+    assert claim_status(opt, claim_id) == CLAIM_OPEN  # upheld: open to others until its window ends
+    with pytest.raises(DisputeRevertError):
+        opt.node.finalize_optimistic(rid, opt.output)  # VerinferChallengeWindowOpen
+    kit.advance(GAME.challenge_window_s + 1)
     receipt = opt.node.finalize_optimistic(rid, opt.output)
     (event,) = kit.events("InferenceFulfilled", receipt)
     assert event["output"] == opt.output

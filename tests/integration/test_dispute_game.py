@@ -26,6 +26,8 @@ from dispute_kit import (
 )
 from onestep_kit import wide_dense_program
 
+from verinfer.chain.accounts import dev_account
+from verinfer.chain.client import Chain
 from verinfer.chain.codec import decode_tensors, encode_tensors
 from verinfer.chain.devnet import DevnetInfo
 from verinfer.optimistic.descriptors import (
@@ -141,9 +143,11 @@ def _assert_challenger_paid(game: Game) -> None:
 
 
 def _assert_claimer_paid(game: Game) -> None:
+    """The challenger's bond, less the fee, to the claimer; the claim bond stays in the claim,
+    which is open again (another challenger may still dispute it) until it finalizes."""
     fee = CHALLENGE_BOND * FEE_BPS // 10_000
     assert _credits(game, game.challenger.address) == 0
-    assert _credits(game, game.claimer.address) == CLAIM_BOND + CHALLENGE_BOND - fee
+    assert _credits(game, game.claimer.address) == CHALLENGE_BOND - fee
     assert _credits(game, game.treasury) == fee
 
 
@@ -401,3 +405,55 @@ def test_one_dispute_per_claim_and_the_window(game: Game) -> None:
     assert _revert(lambda: game.claimer.transact(driver.game.functions.withdraw())) == (
         "VerinferNoCredit"
     )
+
+
+def test_disputes_in_sequence_a_lost_dispute_does_not_shield_a_wrong_claim(game: Game) -> None:
+    """A colluding challenger disputes a wrong claim first and plays to lose (here: it stays
+    silent); the claim reopens with at least `moveTime` of window left, an honest challenger
+    disputes it in turn and wins the claim bond. Only one dispute runs at a time."""
+    program, execution = model("digits_mlp")
+    values = corrupted_values(program, execution, 0, 7, 4, propagate=True)
+    claim_id, claimer, claimed = _open(game, "digits_mlp", values)
+    stooge = _driver(game)
+    _advance(game, WINDOW - 60)  # the stooge challenges late in the window
+    stooge.challenge(claim_id)
+    assert _revert(lambda: stooge.challenge(claim_id)) == "VerinferClaimNotOpen"
+    stooge.play(claim_id, claimer, ChallengerParty(program, execution), claimed, max_moves=1)
+    _advance(game, MOVE_TIME + 1)  # the stooge never names a step
+    record = stooge.timeout(claim_id)
+    assert record.claimer_won is True
+    g = game.deployer.contract("DisputeGame", game.address)
+    claim = g.functions.claims(claim_id).call()
+    now = int(game.deployer.w3.eth.get_block("latest")["timestamp"])
+    assert claim[2] == 1  # Open again, its bond still in it
+    assert claim[1] + WINDOW >= now + MOVE_TIME - 1  # the window was extended
+    fin = g.functions.finalize(claim_id)
+    assert _revert(lambda: game.claimer.transact(fin)) == "VerinferChallengeWindowOpen"
+
+    honest = Chain(game.deployer.rpc_url, dev_account(4))
+    second = DisputeDriver(game.claimer, honest, game.address)
+    second.challenge(claim_id)
+    record = second.play(claim_id, claimer, ChallengerParty(program, execution), claimed)
+    assert record.claimer_won is False and record.reason == BY_ONE_STEP
+    fee = CHALLENGE_BOND * FEE_BPS // 10_000, CLAIM_BOND * FEE_BPS // 10_000
+    assert _credits(game, honest.address) == CHALLENGE_BOND + CLAIM_BOND - fee[1]
+    assert _credits(game, game.claimer.address) == CHALLENGE_BOND - fee[0]  # the stooge's
+    assert _credits(game, game.challenger.address) == 0
+    assert g.functions.claims(claim_id).call()[2] == 5  # ChallengerWon: final
+    assert _revert(lambda: second.challenge(claim_id)) == "VerinferClaimNotOpen"
+
+
+def test_an_upheld_claim_finalizes_after_its_window_with_its_bond(game: Game) -> None:
+    program, execution = model("digits_mlp")
+    claim_id, claimer, claimed = _open(game, "digits_mlp")
+    driver = _driver(game)
+    driver.challenge(claim_id)
+    liar = RandomChallenger(program, execution, 5)
+    assert driver.play(claim_id, claimer, liar, claimed).claimer_won is True
+    _assert_claimer_paid(game)
+    _advance(game, WINDOW + 1)
+    assert _revert(lambda: driver.challenge(claim_id)) == "VerinferChallengeWindowClosed"
+    g = game.deployer.contract("DisputeGame", game.address)
+    game.claimer.transact(g.functions.finalize(claim_id))
+    fee = CHALLENGE_BOND * FEE_BPS // 10_000
+    assert _credits(game, game.claimer.address) == CLAIM_BOND + CHALLENGE_BOND - fee

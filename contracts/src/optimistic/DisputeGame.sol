@@ -28,10 +28,10 @@ contract DisputeGame {
     /// @notice A claim's lifecycle.
     enum Status {
         None,
-        Open, // in its challenge window, undisputed
+        Open, // in its challenge window, not under dispute (again, after one it survived)
         Disputed,
-        Finalized, // the window closed without a dispute
-        ClaimerWon,
+        Finalized, // the window closed with no dispute open and none lost
+        ClaimerWon, // not a resting state any more: an upheld claim reopens (kept for numbering)
         ChallengerWon,
         Forced // the claimer revealed a forced error (`concede`): void, nobody slashed
     }
@@ -52,7 +52,7 @@ contract DisputeGame {
     /// @notice A claim and its bond.
     struct Claim {
         address claimer;
-        uint64 openedAt;
+        uint64 openedAt; // start of the window; moved later when a dispute ends near its end
         Status status;
         uint32 nSteps;
         uint32 nConstants;
@@ -354,7 +354,8 @@ contract DisputeGame {
         emit ClaimFinalized(claimId);
     }
 
-    /// @notice Disputes an open claim, with `challengeBond` wei; one dispute per claim.
+    /// @notice Disputes an open claim, with `challengeBond` wei: one dispute at a time; a claim
+    /// that survives a dispute is open again for the next challenger (see `_settle`).
     /// @param claimId the claim
     function challenge(uint256 claimId) external payable {
         Claim storage c = _claim(claimId);
@@ -772,11 +773,21 @@ contract DisputeGame {
         Claim storage c = claims[claimId];
         Dispute storage d = disputes[claimId];
         d.phase = Phase.Done;
-        c.status = claimerWon ? Status.ClaimerWon : Status.ChallengerWon;
         uint256 lost = claimerWon ? challengeBond : c.bond;
         uint256 fee = lost * feeBps / BPS;
         address winner = claimerWon ? c.claimer : d.challenger;
-        credits[winner] += (claimerWon ? c.bond : challengeBond) + lost - fee;
+        if (claimerWon) {
+            // The claim is upheld against this challenger only: it reopens, keeping its bond,
+            // and anyone may still dispute it until its window ends, at least `moveTime` from
+            // now (a careless or colluding challenger cannot shield a wrong claim).
+            c.status = Status.Open;
+            uint256 reopenEnd = block.timestamp + moveTime;
+            if (c.openedAt + window < reopenEnd) c.openedAt = uint64(reopenEnd - window);
+            credits[winner] += lost - fee;
+        } else {
+            c.status = Status.ChallengerWon;
+            credits[winner] += challengeBond + lost - fee;
+        }
         credits[treasury] += fee;
         emit DisputeResolved(claimId, winner, claimerWon, reason);
     }

@@ -19,6 +19,11 @@ TUSD = 10**6  # TestUSD has 6 decimals, as USDC
 ETH = 10**18
 
 
+# Moves of the longest dispute: leaves, step choice, root, two per level of a tensor tree of up
+# to 2^32 chunks, chunk and one step (docs/optimistic.md, section 2), with margin.
+DISPUTE_MOVES_MAX = 70
+
+
 @dataclass(frozen=True)
 class SuiteParams:
     """Staking and request parameters of a deployment; the defaults suit the devnet.
@@ -78,6 +83,13 @@ class SuiteParams:
         for name in ("jackpot_fee_wei", "jackpot_payout_wei"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        at_risk = self.challenge_window_s + DISPUTE_MOVES_MAX * self.move_time_s
+        if self.unbonding_delay_s < at_risk:
+            raise ConfigError(
+                f"unbonding_delay_s {self.unbonding_delay_s} is shorter than a claim's window "
+                f"plus a full dispute ({at_risk} s)",
+                hint="a claimer could unbond its stake before a lost dispute slashes it",
+            )
 
 
 def deploy_suite(
