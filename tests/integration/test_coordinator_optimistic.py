@@ -18,6 +18,7 @@ from verinfer.chain.client import Chain
 from verinfer.chain.coordinator_errors import (
     ClaimNotDeliverableError,
     InvalidConfigError,
+    ModelNotServableError,
     NotAssignedError,
     OutputMismatchError,
     UnsupportedModeError,
@@ -353,3 +354,27 @@ def test_mode_optimistic_needs_a_dispute_game(chain: Chain, book: AddressBook) -
     assert chain.call(coordinator.functions.disputeGame()) == book.address("DisputeGame")
     with pytest.raises(InvalidConfigError):
         chain.transact(coordinator.functions.setDisputeGame(book.address("DisputeGame")))
+
+
+def test_a_claim_against_a_model_deprecated_since_is_still_disputed(opt: Setup) -> None:
+    """Deprecating a model stops new requests, not the claims already made: a wrong claim is
+    still proven wrong against the commitments it was opened with."""
+    kit, program, execution = opt.kit, opt.program, opt.execution
+    rid = request(opt)
+    registry = RegistryClient(kit.chain, kit.book.address("ModelRegistry"))
+    registry.set_deprecated(opt.model_id, True)
+    with pytest.raises(ModelNotServableError):
+        request(opt)
+    values = corrupted_values(program, execution, 1, 3, -4, propagate=True)
+    claimer = ClaimerParty(program, values)
+    wrong = output_bytes(program, values)
+    claim_id, _ = opt.node.claim(rid, wrong, commit_list(claimer.leaves))
+    d = driver(opt)
+    d.challenge(claim_id)
+    record = d.play(claim_id, claimer, ChallengerParty(program, execution), wrong)
+    assert record.claimer_won is False
+    assert claim_status(opt, claim_id) == CLAIM_CHALLENGER_WON
+    stake_before, _ = kit.node_stake(NODE.address)
+    opt.node.refund(rid)
+    assert kit.node_stake(NODE.address)[0] == stake_before - DISSENT_SLASH
+    assert kit.get_request(rid)["status"] == RequestStatus.REFUNDED
