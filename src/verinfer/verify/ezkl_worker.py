@@ -35,6 +35,9 @@ def _mark(step: str) -> None:
 
 
 def _usage() -> dict[str, int]:
+    """Peak memory of this worker. ``ru_maxrss`` survives exec on Linux, so it also counts the
+    parent's pages copied at fork (a big parent inflates it): VmHWM, which is this process
+    image's own high-water mark, is preferred where /proc has it."""
     usage = {"max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     try:
         with open("/proc/self/status") as f:
@@ -44,6 +47,8 @@ def _usage() -> dict[str, int]:
                     usage[key] = int(value.split()[0]) * 1024
     except OSError:
         pass
+    if "VmHWM" in usage:
+        usage["max_rss_bytes"] = usage["VmHWM"]
     return usage
 
 
