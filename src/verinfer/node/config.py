@@ -20,6 +20,7 @@ from verinfer.chain.accounts import account_from_key, account_from_keystore
 from verinfer.errors import ConfigError
 
 __all__ = [
+    "ForcedErrorsConfig",
     "GasConfig",
     "KeyConfig",
     "MetricsConfig",
@@ -166,6 +167,24 @@ class WatchConfig(_Strict):
         return value
 
 
+class ForcedErrorsConfig(_Strict):
+    """Forced errors (docs/optimistic.md, section 4), opt-in: the node commits a hash chain of
+    ``chain_length`` secrets, claims a deliberately wrong output when its seed makes a request
+    forced, and concedes that claim before anyone can rely on it. The secrets live in
+    ``secrets_file``, a file name inside ``data_dir`` written with mode 0600, never here."""
+
+    enabled: bool = False
+    chain_length: int = Field(default=1000, ge=1, le=100_000)
+    secrets_file: str = "forced_errors.json"
+
+    @field_validator("secrets_file")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        if not value or value in {".", ".."} or "/" in value or "\\" in value:
+            raise ValueError(f"{value!r} is not a plain file name (it lives in data_dir)")
+        return value
+
+
 class NodeConfig(_Strict):
     """The whole node configuration (see docs/node.md for an annotated example)."""
 
@@ -187,6 +206,7 @@ class NodeConfig(_Strict):
     gas: GasConfig = GasConfig()
     zk: ZkConfig = ZkConfig()
     watch: WatchConfig = WatchConfig()
+    forced_errors: ForcedErrorsConfig = ForcedErrorsConfig()
 
     @field_validator("rpc_url")
     @classmethod
@@ -209,6 +229,18 @@ class NodeConfig(_Strict):
         if len(set(ids)) != len(ids):
             raise ValueError("a model id is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _forced_needs_watch(self) -> NodeConfig:
+        if not self.forced_errors.enabled:
+            return self
+        if not any("optimistic" in m.modes for m in self.models):
+            raise ValueError("forced_errors.enabled needs a model served in mode optimistic")
+        if not self.watch.enabled:
+            raise ValueError(
+                "forced_errors.enabled needs watch.enabled: the watchtower concedes forced claims"
+            )
+        return self
 
     def served(self, model_id: int) -> ServedModel | None:
         return next((m for m in self.models if m.id == model_id), None)
@@ -236,11 +268,15 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> NodeConfig:
         secrets += [f"key.{f}" for f in _SECRET_FIELDS if f in key]
     elif key is not None:
         secrets.append("key")
+    forced = data.get("forced_errors")
+    if isinstance(forced, dict):
+        secrets += [f"forced_errors.{f}" for f in (*_SECRET_FIELDS, "root") if f in forced]
     if secrets:
         raise ConfigError(
             f"{source}: {sorted(secrets)[0]}: secrets never go in the config file",
             hint="name an environment variable in key.env, or a keystore file in key.keystore "
-            "with its password's variable in key.password_env",
+            "with its password's variable in key.password_env; forced-error secrets live in "
+            "data_dir (forced_errors.secrets_file)",
         )
     try:
         return NodeConfig.model_validate(data)

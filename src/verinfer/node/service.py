@@ -32,6 +32,7 @@ from verinfer.errors import ConfigError, ModelError, VerinferError
 from verinfer.models.registry import RegistryClient
 from verinfer.node.config import NodeConfig
 from verinfer.node.executor import INVALID_INPUT_OUTPUT, Executor, InvalidRequestInputError
+from verinfer.node.forced_errors import ForcedErrors
 from verinfer.node.jobs import Job, JobLog, JobState
 from verinfer.node.metrics import MetricsServer, Snapshot
 from verinfer.node.optimistic import compute_claim
@@ -101,6 +102,8 @@ class NodeService:
             config.gas,
             confirmations=config.confirmations,
         )
+        self.forced = self._forced_errors()
+        self.submitter.claims.forced = self.forced
         self.watchtower = self._watchtower(start)
         self._check_registration(book)
         for served in config.models:
@@ -202,7 +205,10 @@ class NodeService:
             after = self.jobs.get(job.request_id)
             busy = busy or (after is not None and after.state != before)
         self.submitter.check_submitted(head)
-        if self.watchtower is not None and self.watchtower.poll():
+        acted = self.watchtower is not None and self.watchtower.poll()
+        if self.forced is not None:
+            acted = self.forced.poll() or acted  # seed commits and refunds of conceded claims
+        if acted:
             self.submitter.sync_nonce()  # the watchtower's moves used nonces too
             busy = True
         self._publish(head, ok=True)
@@ -223,8 +229,35 @@ class NodeService:
             self.chain, self.coordinator, self.executor, models=self.config.watched(),
             max_at_risk=parse_units(watch.max_at_risk, 18, what="watch.max_at_risk"),
             challenge=watch.challenge, start_block=start,
-            max_block_range=self.config.max_block_range,
+            max_block_range=self.config.max_block_range, forced=self.forced,
         )  # fmt: skip
+
+    def _forced_errors(self) -> ForcedErrors | None:
+        """Forced errors when enabled; also when disabled while a secrets file exists, to
+        concede the claims its seed still forces (no new chain, no wrong claim)."""
+        config = self.config.forced_errors
+        path = self.config.data_dir / config.secrets_file
+        if not config.enabled and not path.exists():
+            return None
+        if int(self.coordinator.dispute_game(), 16) == 0:
+            if not config.enabled:
+                return None
+            raise ConfigError(
+                "forced_errors.enabled, but the coordinator has no DisputeGame",
+                hint="use a deployment with one, or set forced_errors.enabled = false",
+            )
+        forced = ForcedErrors(
+            self.coordinator, self.jobs, path, chain_length=config.chain_length,
+            inject=config.enabled,
+        )  # fmt: skip
+        forced.poll()  # commit a chain now when none of ours is usable (and none is in flight)
+        if not config.enabled:
+            log.warning(
+                "forced.retiring", file=str(path),
+                detail="forced errors are off: no wrong claims, but claims the committed seed "
+                "forces are still conceded",
+            )  # fmt: skip
+        return forced
 
     def _compute(self, job: Job, now: int) -> None:
         if job.deadline and now >= job.deadline:
@@ -265,7 +298,7 @@ class NodeService:
         if job.deadline and now >= job.deadline:
             self.jobs.transition(job.request_id, JobState.EXPIRED, outcome="deadline_passed")
             return
-        compute_claim(self.executor, self.jobs, job)
+        compute_claim(self.executor, self.jobs, job, self.forced)
 
     def _start_zk(self, job: Job, now: int) -> None:
         if job.deadline and now >= job.deadline:

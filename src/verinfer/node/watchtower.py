@@ -12,7 +12,10 @@ input and model are known; claims opened directly on the game are not followed).
   challenge bonds at risk) and plays every challenger move. A claim already disputed by
   someone else is watched until that dispute ends: if the claim survives it (a careless or
   colluding challenger), it reopens and the watchtower challenges it then;
-* a dispute whose other party missed its deadline is ended with ``timeout``.
+* a dispute whose other party missed its deadline is ended with ``timeout``;
+* a claim by this account that its forced-error seed forces (node/forced_errors.py) is
+  **conceded**, never defended: at once when disputed (the challenger wins the jackpot),
+  else a margin before its window ends (so the wrong output is never delivered).
 
 State lives on-chain: after a restart the watchtower rescans from its start block and
 takes every open dispute up where it stands. Credits won are withdrawn at once.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -33,6 +37,9 @@ from verinfer.optimistic.descriptors import StepDescriptor, build_descriptors
 from verinfer.optimistic.game import ChallengerParty, ClaimerParty, DisputePlayer
 from verinfer.runtime.executor import Execution
 from verinfer.runtime.program import Program
+
+if TYPE_CHECKING:
+    from verinfer.node.forced_errors import ForcedErrors
 
 __all__ = ["ClaimWatch", "Watchtower"]
 
@@ -76,6 +83,7 @@ class Watchtower:
         challenge: bool = True,
         start_block: int = 0,
         max_block_range: int = 1000,
+        forced: ForcedErrors | None = None,
     ) -> None:
         self.chain = chain
         self.me = chain.address.lower()
@@ -86,6 +94,7 @@ class Watchtower:
         self.may_challenge = challenge
         self.cursor = start_block  # next block to scan
         self.max_block_range = max_block_range
+        self.forced = forced
         self.claims: dict[int, ClaimWatch] = {}
         self.stats = {"checked": 0, "wrong": 0, "challenged": 0, "won": 0, "lost": 0}
         address = coordinator.dispute_game()
@@ -169,9 +178,15 @@ class Watchtower:
         claim = self.game.functions.claims(w.claim_id).call()
         status, opened_at = int(claim[2]), int(claim[1])
         phase, mover, deadline = self.game.functions.turn(w.claim_id).call()
+        if w.own and self.forced is not None and status in (OPEN, DISPUTED):
+            secret = self.forced.forced_secret(bytes(claim[11]), bytes(claim[9]))
+            if secret is not None:
+                return self._concede(w, status, opened_at, now, secret)
         ours = w.own or (w.challenged and self._challenger(w.claim_id) == self.me)
         if w.challenged and (status != DISPUTED or not ours):
             self._ended(w, forced=status == FORCED)  # our dispute is over
+        if w.own and status == FORCED and self.forced is not None:
+            self.forced.settled(w.request_id)  # after a restart too: the refund is still due
         if status in SETTLED or (not w.own and status == OPEN and now > opened_at + self.window):
             del self.claims[w.claim_id]  # settled, or another's claim past its window
             return False
@@ -255,6 +270,16 @@ class Watchtower:
         if moved:
             log.info("watch.move", claim_id=w.claim_id, move=moved, own=w.own)
         return moved is not None
+
+    def _concede(self, w: ClaimWatch, status: int, opened_at: int, now: int, secret: bytes) -> bool:
+        """Concede our forced claim when due: disputed, or within the margin of its window's
+        end (chain time); only while no claim of ours is in flight (ForcedErrors.quiet)."""
+        assert self.forced is not None
+        due = status == DISPUTED or now >= opened_at + self.window - self.forced.margin
+        if not due or not self.forced.quiet():
+            return False
+        self.forced.concede(w.claim_id, w.request_id, secret)
+        return True
 
     def _ended(self, w: ClaimWatch, *, forced: bool) -> None:
         w.challenged = False

@@ -1,7 +1,8 @@
 """Optimistic mode: one-step proofs that a contract recomputes one element of one step
 (``contracts/src/optimistic/OneStepVerifier.sol``) from operand values opened with sparse
 multiproofs against their tensor roots; step descriptors and their ``stepsRoot``; and the
-parties of the tensor-level dispute game (``DisputeGame.sol``)."""
+parties of the tensor-level dispute game (``DisputeGame.sol``); the forced-error rule and
+seed chains (``forced``)."""
 
 from verinfer.optimistic.descriptors import (
     Operand,
@@ -11,6 +12,7 @@ from verinfer.optimistic.descriptors import (
     unsupported_steps,
 )
 from verinfer.optimistic.errors import DisputeRevertError, OneStepRevertError
+from verinfer.optimistic.forced import is_forced, preimage, seed_chain, seed_hash
 from verinfer.optimistic.game import (
     ChallengerParty,
     ClaimerParty,
@@ -63,7 +65,11 @@ __all__ = [
     "chunk_ids_for",
     "claim_params",
     "input_bytes",
+    "is_forced",
     "output_bytes",
+    "preimage",
+    "seed_chain",
+    "seed_hash",
     "sparse_siblings",
     "steps_root",
     "unsupported_steps",

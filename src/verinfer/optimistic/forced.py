@@ -26,7 +26,16 @@ from verinfer.chain.client import Chain
 from verinfer.errors import ConfigError
 from verinfer.optimistic import errors as _errors  # noqa: F401  (registers the game's errors)
 
-__all__ = ["PPM", "commit_seed", "concede", "is_forced", "new_secret", "seed_chain", "seed_hash"]
+__all__ = [
+    "PPM",
+    "commit_seed",
+    "concede",
+    "is_forced",
+    "new_secret",
+    "preimage",
+    "seed_chain",
+    "seed_hash",
+]
 
 PPM = 1_000_000
 
@@ -57,6 +66,16 @@ def seed_chain(root: bytes, length: int) -> list[bytes]:
     for _ in range(length):
         chain.append(seed_hash(chain[-1]))
     return chain[::-1]
+
+
+def preimage(chain: list[bytes], head: bytes) -> bytes | None:
+    """The secret of a claim that recorded ``head``, if ``head`` is in ``chain`` (a
+    :func:`seed_chain`) and not its root: ``chain[k + 1]`` for ``head == chain[k]``."""
+    try:
+        k = chain.index(bytes(head))
+    except ValueError:
+        return None
+    return chain[k + 1] if k + 1 < len(chain) else None
 
 
 def is_forced(secret: bytes, input_hash: bytes, rate_ppm: int) -> bool:
