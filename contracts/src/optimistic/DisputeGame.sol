@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {IDisputeGame} from "../interfaces/IDisputeGame.sol";
+import {ForcedErrors} from "./ForcedErrors.sol";
 import {StepDescriptors} from "./StepDescriptors.sol";
 import {StepRouter} from "./StepRouter.sol";
 import {TensorProofs} from "./TensorProofs.sol";
@@ -14,15 +15,12 @@ import {TensorProofs} from "./TensorProofs.sol";
 /// one element, and the chain recomputes it from the claimer's committed operands
 /// (StepRouter -> OneStepVerifier). A party that misses a move's deadline loses.
 /// Bonds are plain ETH; payouts are credited and withdrawn (pull payments).
-/// Forced errors (docs/optimistic.md, section 4) keep watching worth it when every claimer is
-/// honest: a claimer commits the head of a hash chain of secrets (`commitSeed`); at a small
-/// rate `forcedRatePpm` of inputs, decided by the secret, its claim must be wrong on purpose;
-/// a challenger who disputes such a claim wins up to `jackpotPayout` from that claimer's share
-/// of the jackpot pool (fed by `jackpotFee` per claim) when the claimer reveals the secret
-/// (`concede`), and the claimer gets its bond back.
+/// Forced errors (ForcedErrors, docs/optimistic.md section 4): a claim its claimer's seed
+/// forces is wrong on purpose; the claimer reveals the secret (`concede`) to void it without
+/// slash, and a challenger who disputed it wins the jackpot.
 /// @dev Standalone for now: a claimer opens its own claim with `openClaim`; the coordinator
 /// will call `open` (restricted to it) and read `claims(id).status` for the outcome.
-contract DisputeGame {
+contract DisputeGame is ForcedErrors {
     using StepDescriptors for StepDescriptors.Descriptor;
 
     /// @notice A claim's lifecycle.
@@ -65,15 +63,6 @@ contract DisputeGame {
         bytes32 seedHash; // the claimer's active seed hash at the claim (zero: none)
     }
 
-    /// @notice A claimer's forced-error seed: the head of a hash chain, `hash =
-    /// keccak256(abi.encode(secret))`, active from `activeAt` on (a commit waits `seedDelay`, so
-    /// the whole chain predates every input it decides). Conceding reveals `secret`, which
-    /// becomes the head: the next secret is its preimage, fixed since the commit.
-    struct Seed {
-        bytes32 hash;
-        uint64 activeAt;
-    }
-
     /// @notice The state of a claim's dispute.
     struct Dispute {
         address challenger;
@@ -112,7 +101,6 @@ contract DisputeGame {
 
     uint256 private constant VALUES_PER_CHUNK = 128;
     uint256 private constant BPS = 10_000;
-    uint256 private constant PPM = 1_000_000;
 
     /// @notice Recomputes one element of a step from its descriptor.
     StepRouter public immutable router;
@@ -130,17 +118,6 @@ contract DisputeGame {
     uint256 public immutable moveTime;
     /// @notice Share of the loser's bond that goes to the treasury, in basis points.
     uint256 public immutable feeBps;
-    /// @notice Rate of forced errors, in parts per million of a seeded claimer's claims.
-    uint256 public immutable forcedRatePpm;
-    /// @notice Wei each claim pays into the jackpot pool, on top of `claimBond`.
-    uint256 public immutable jackpotFee;
-    /// @notice Wei the challenger of a conceded forced error receives (at most the claimer's
-    /// share of the pool).
-    uint256 public immutable jackpotPayout;
-    /// @notice Seconds from `commitSeed` until the seed is active: longer than any request may
-    /// wait for its claim (the coordinator's deadline horizon), so no input a seed decides was
-    /// known when the seed was chosen.
-    uint256 public immutable seedDelay;
 
     /// @notice Claims by id (ids start at 1).
     mapping(uint256 => Claim) public claims;
@@ -150,15 +127,6 @@ contract DisputeGame {
     mapping(address => uint256) public credits;
     /// @notice Number of claims opened so far (the last id).
     uint256 public claimCount;
-    /// @notice Wei held for forced-error jackpots (the sum of every claimer's `jackpotOf`).
-    uint256 public jackpotPool;
-    /// @notice The part of the pool that forced errors of `claimer` can pay: the jackpot fees of
-    /// its claims and what was funded for it, minus what they paid. Per claimer, so a claimer
-    /// that makes its own claims forced (by choosing their inputs as its own requester) and
-    /// challenges them itself only wins back what it paid in, never others' fees.
-    mapping(address => uint256) public jackpotOf;
-    /// @notice Each claimer's forced-error seed.
-    mapping(address => Seed) public seeds;
 
     /// @notice A claim was opened with its bond.
     event ClaimOpened(
@@ -188,11 +156,6 @@ contract DisputeGame {
     );
     /// @notice `account` withdrew `amount` wei.
     event Withdrawn(address indexed account, uint256 amount);
-    /// @notice `claimer` committed a seed (hash-chain head), active from `activeAt` (its
-    /// previous seed stopped).
-    event SeedCommitted(address indexed claimer, bytes32 seedHash, uint256 activeAt);
-    /// @notice `from` added `amount` wei to `claimer`'s share of the jackpot pool.
-    event JackpotFunded(address indexed from, address indexed claimer, uint256 amount);
     /// @notice The claimer proved the claim a forced error: its bond is back; the challenger
     /// (zero if none) got its bond and `jackpotPaid` wei from the pool.
     event ForcedErrorConceded(uint256 indexed claimId, address indexed challenger, uint256 jackpotPaid);
@@ -202,8 +165,6 @@ contract DisputeGame {
     uint8 public constant BY_OUTPUT = 1;
     uint8 public constant BY_TIMEOUT = 2;
 
-    /// @notice A constructor parameter is zero or out of range.
-    error VerinferBadGameParams();
     /// @notice Only the coordinator may open claims on behalf of a claimer.
     error VerinferNotCoordinator(address caller);
     /// @notice The ETH sent is not the bond.
@@ -252,8 +213,6 @@ contract DisputeGame {
     error VerinferNoCredit();
     /// @notice The caller refused the withdrawn ETH.
     error VerinferTransferFailed();
-    /// @notice A seed hash must not be zero.
-    error VerinferBadSeed();
     /// @notice Only the claim's claimer may concede it.
     error VerinferNotClaimer(uint256 claimId, address caller);
     /// @notice The secret is not the one whose hash the claim recorded (or it recorded none).
@@ -286,17 +245,14 @@ contract DisputeGame {
         uint256 jackpotFee_,
         uint256 jackpotPayout_,
         uint256 seedDelay_
-    ) {
+    ) ForcedErrors(forcedRatePpm_, jackpotFee_, jackpotPayout_, seedDelay_) {
         if (address(router_) == address(0) || treasury_ == address(0)) {
             revert VerinferBadGameParams();
         }
-        if (
-            claimBond_ == 0 || challengeBond_ == 0 || window_ == 0 || moveTime_ == 0
-                || seedDelay_ == 0
-        ) {
+        if (claimBond_ == 0 || challengeBond_ == 0 || window_ == 0 || moveTime_ == 0) {
             revert VerinferBadGameParams();
         }
-        if (feeBps_ > BPS / 2 || forcedRatePpm_ > PPM) revert VerinferBadGameParams();
+        if (feeBps_ > BPS / 2) revert VerinferBadGameParams();
         router = router_;
         coordinator = coordinator_;
         treasury = treasury_;
@@ -305,10 +261,6 @@ contract DisputeGame {
         window = window_;
         moveTime = moveTime_;
         feeBps = feeBps_;
-        forcedRatePpm = forcedRatePpm_;
-        jackpotFee = jackpotFee_;
-        jackpotPayout = jackpotPayout_;
-        seedDelay = seedDelay_;
     }
 
     // ---- claims ----------------------------------------------------------------------
@@ -371,28 +323,6 @@ contract DisputeGame {
 
     // ---- forced errors ---------------------------------------------------------------
 
-    /// @notice Commits the caller's forced-error seed: the head `x_n` of a hash chain
-    /// `x_{i+1} = keccak256(abi.encode(x_i))` from a fresh random `x_0`. It becomes active
-    /// `seedDelay` seconds from now (so no secret of the chain was chosen after an input it
-    /// decides); the caller's previous seed stops at once. Claims record the head active when
-    /// they open; their secret is its preimage.
-    /// @param seedHash the chain's head (non-zero)
-    function commitSeed(bytes32 seedHash) external {
-        if (seedHash == bytes32(0)) revert VerinferBadSeed();
-        uint256 activeAt = block.timestamp + seedDelay;
-        seeds[msg.sender] = Seed({hash: seedHash, activeAt: uint64(activeAt)});
-        emit SeedCommitted(msg.sender, seedHash, activeAt);
-    }
-
-    /// @notice Adds `msg.value` wei to the jackpot pool, for forced errors of `claimer` (e.g. a
-    /// consumer that relies on that node's claims pays for their watching).
-    /// @param claimer the claimer whose forced errors the funds pay
-    function fundJackpot(address claimer) external payable {
-        jackpotOf[claimer] += msg.value;
-        jackpotPool += msg.value;
-        emit JackpotFunded(msg.sender, claimer, msg.value);
-    }
-
     /// @notice The claimer proves its claim a forced error by revealing its seed's secret,
     /// while the claim is open or disputed: the claim becomes `Forced` (void; a dispute ends),
     /// the claimer's bond is credited back, a challenger (if any) is credited its bond and
@@ -421,31 +351,11 @@ contract DisputeGame {
         uint256 paid;
         if (status == Status.Disputed) {
             d.phase = Phase.Done;
-            uint256 share = jackpotOf[claimer];
-            paid = jackpotPayout < share ? jackpotPayout : share;
-            jackpotOf[claimer] = share - paid;
-            jackpotPool -= paid;
+            paid = _takeJackpot(claimer);
             credits[challenger] += challengeBond + paid;
         }
-        if (seeds[claimer].hash == seedHash) seeds[claimer].hash = secret;
+        _advanceSeed(claimer, seedHash, secret);
         emit ForcedErrorConceded(claimId, challenger, paid);
-    }
-
-    /// @notice Whether `secret` makes a claim on input `inputHash` a forced error:
-    /// `uint256(keccak256(abi.encode(secret, inputHash))) % 1,000,000 < forcedRatePpm`.
-    /// @param secret a claimer's secret
-    /// @param inputHash keccak256 of the request's inline input
-    /// @return forced whether the claim must be wrong
-    function isForced(bytes32 secret, bytes32 inputHash) public view returns (bool forced) {
-        return uint256(keccak256(abi.encode(secret, inputHash))) % PPM < forcedRatePpm;
-    }
-
-    /// @notice The seed hash a claim by `claimer` would record now (zero if none is active).
-    /// @param claimer the claimer
-    /// @return seedHash its active seed hash, or zero
-    function activeSeed(address claimer) public view returns (bytes32 seedHash) {
-        Seed memory s = seeds[claimer];
-        return block.timestamp >= s.activeAt ? s.hash : bytes32(0);
     }
 
     /// @notice Wei to send with `openClaim` / `open`: the claim bond plus the jackpot fee.
@@ -646,10 +556,7 @@ contract DisputeGame {
             revert VerinferBadClaim();
         }
         claimId = ++claimCount;
-        if (jackpotFee != 0) {
-            jackpotOf[claimer] += jackpotFee;
-            jackpotPool += jackpotFee;
-        }
+        _collectJackpotFee(claimer);
         claims[claimId] = Claim({
             claimer: claimer,
             openedAt: uint64(block.timestamp),

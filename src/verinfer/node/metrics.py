@@ -57,6 +57,9 @@ def render_prometheus(s: Snapshot) -> str:
         "tx_failed": "Transactions mined but reverted.",
         "tx_refused": "Transactions the RPC refused to accept.",
         "invalid_inputs": "Requests answered with the empty output (input no node can run).",
+        "claims": "Optimistic claims made.",
+        "forced_errors": "Optimistic claims made wrong on purpose (forced errors).",
+        "forced_conceded": "Forced-error claims conceded.",
     }
     for name, text in counters.items():
         lines += [

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -48,7 +48,7 @@ log = structlog.get_logger(__name__)
 OPEN, DISPUTED = 1, 2
 FORCED = 6  # conceded as a forced error (the catcher wins the jackpot)
 SETTLED = {3, 4, 5, FORCED}  # Finalized, ClaimerWon, ChallengerWon, Forced
-CLAIMER_PHASES = {"Leaves", "Root", "Children", "Chunk"}
+MAX_LOOKBACK_BLOCKS = 1_000_000  # how far back a claim's request and events are looked for
 
 
 @dataclass
@@ -141,24 +141,48 @@ class Watchtower:
             )
             for event in events:
                 args = event["args"]
-                self.follow(int(args["requestId"]), int(args["claimId"]), str(args["node"]))
+                block = int(event["blockNumber"])
+                self.follow(
+                    int(args["requestId"]), int(args["claimId"]), str(args["node"]), block=block
+                )
             self.cursor = end + 1
 
-    def follow(self, request_id: int, claim_id: int, claimer: str, *, force: bool = False) -> None:
-        """Follow ``claim_id`` (the claim of ``request_id`` by ``claimer``): always when it is
-        ours or ``force``, else when its model is watched."""
+    def _find(self, event: Any, filters: dict[str, int], until: int) -> list[Any]:
+        """The newest logs of ``event`` matching ``filters`` at or before block ``until``,
+        searched backwards ``max_block_range`` blocks at a time (RPCs limit log ranges; a
+        request precedes its claim by at most its deadline, so the search stays short)."""
+        end = until
+        while end >= 0 and until - end < MAX_LOOKBACK_BLOCKS:
+            start = max(0, end - self.max_block_range + 1)
+            logs = event().get_logs(argument_filters=filters, from_block=start, to_block=end)
+            if logs:
+                return list(logs)
+            end = start - 1
+        return []
+
+    def follow(
+        self,
+        request_id: int,
+        claim_id: int,
+        claimer: str,
+        *,
+        block: int | None = None,
+        force: bool = False,
+    ) -> None:
+        """Follow ``claim_id`` (the claim of ``request_id`` by ``claimer``, made in ``block``,
+        default: look back from the head): always when it is ours or ``force``, else when
+        its model is watched."""
         own = claimer.lower() == self.me
         if claim_id in self.claims:
             return
         info = self.coordinator.get_request(request_id)
         if not own and not force and info.model_id not in self.models:
             return
-        requested = self.coordinator.contract.events.InferenceRequested().get_logs(
-            argument_filters={"requestId": request_id}, from_block=0
+        until = int(self.chain.w3.eth.block_number) if block is None else block
+        requested = self._find(
+            self.coordinator.contract.events.InferenceRequested, {"requestId": request_id}, until
         )
-        opened = self.game.events.ClaimOpened().get_logs(
-            argument_filters={"claimId": claim_id}, from_block=0
-        )
+        opened = self._find(self.game.events.ClaimOpened, {"claimId": claim_id}, until)
         if not requested or not opened:
             log.warning("watch.claim_unreadable", claim_id=claim_id, request_id=request_id)
             return
@@ -283,9 +307,8 @@ class Watchtower:
 
     def _ended(self, w: ClaimWatch, *, forced: bool) -> None:
         w.challenged = False
-        resolved = self.game.events.DisputeResolved().get_logs(
-            argument_filters={"claimId": w.claim_id}, from_block=0
-        )
+        head = int(self.chain.w3.eth.block_number)
+        resolved = self._find(self.game.events.DisputeResolved, {"claimId": w.claim_id}, head)
         won = forced or any(str(e["args"]["winner"]).lower() == self.me for e in resolved)
         self.stats["won" if won else "lost"] += 1
         if not won:

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from verinfer.chain.client import Chain
 from verinfer.chain.connect import connect, deployed_address
+from verinfer.chain.deployments import AddressBook
 from verinfer.chain.inference import CoordinatorClient
 from verinfer.chain.token import format_units, parse_units
 from verinfer.cli_common import JsonOption, KeystoreOption, RpcUrlOption, console, emit_json, out
@@ -45,6 +46,7 @@ class _Context:
     chain: Chain
     coordinator: CoordinatorClient
     game: Any
+    deployed_at: int  # the suite's deployment block: where event searches start
 
     @classmethod
     def connect(cls, rpc_url: str | None, keystore: Any = None) -> _Context:
@@ -53,7 +55,8 @@ class _Context:
         game_address = coordinator.dispute_game()
         if int(game_address, 16) == 0:
             raise ConfigError("this deployment has no DisputeGame: mode optimistic is off")
-        return cls(chain, coordinator, chain.contract("DisputeGame", game_address))
+        game = chain.contract("DisputeGame", game_address)
+        return cls(chain, coordinator, game, AddressBook.load(chain.chain_id).block)
 
     def claim_id(self, request_id: int) -> int:
         claim_id = self.coordinator.claim_of(request_id)
@@ -105,7 +108,7 @@ def claim_info(ctx: _Context, request_id: int) -> dict[str, Any]:
             "index": int(d[5]),
         }
         resolved = ctx.game.events.DisputeResolved().get_logs(
-            argument_filters={"claimId": claim_id}, from_block=0
+            argument_filters={"claimId": claim_id}, from_block=ctx.deployed_at
         )
         if resolved:
             args = resolved[-1]["args"]
