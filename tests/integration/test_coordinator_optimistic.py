@@ -9,7 +9,16 @@ from functools import cache
 from typing import Any
 
 import pytest
-from coordinator_kit import DEPLOYER, DISSENT_SLASH, MODE_NONE, PRICE, ROYALTY_BPS, Kit, account
+from coordinator_kit import (
+    DEPLOYER,
+    DISSENT_SLASH,
+    MIN_STAKE,
+    MODE_NONE,
+    PRICE,
+    ROYALTY_BPS,
+    Kit,
+    account,
+)
 from dispute_kit import RandomChallenger, corrupted_values
 from eth_utils.crypto import keccak
 from web3.contract.contract import Contract
@@ -108,20 +117,27 @@ def _model_input(program: Program, **overrides: Any) -> ModelInput:
     return ModelInput(**fields)
 
 
-@pytest.fixture
-def opt(chain: Chain, book: AddressBook) -> Setup:
+def optimistic_setup(
+    chain: Chain, book: AddressBook, consumer: str = "TestConsumer", stake: int = MIN_STAKE
+) -> Setup:
+    """The digits MLP registered for modes none and optimistic, NODE serving it with ``stake``,
+    and a funded consumer contract ``consumer`` (its constructor takes the coordinator)."""
     program, execution = digits()
     kit = Kit(chain, book)
     kit.send(None, "InferenceCoordinator", "setProtocolFee", TREASURY.address, PROTOCOL_FEE_BPS)
     registry = RegistryClient(chain, book.address("ModelRegistry"))
     model_id, _ = registry.register(_model_input(program))
-    kit.add_node(NODE, model_id, modes=MODE_NONE | MODE_OPTIMISTIC, fee=FEE)
-    address, _ = chain.deploy("TestConsumer", kit.coordinator.address)
+    kit.add_node(NODE, model_id, modes=MODE_NONE | MODE_OPTIMISTIC, fee=FEE, stake=stake)
+    address, _ = chain.deploy(consumer, kit.coordinator.address)
     kit.mint(address, 10**9)
-    consumer = chain.contract("TestConsumer", address)
     node = CoordinatorClient(kit.as_(NODE), kit.coordinator.address)
     game = chain.contract("DisputeGame", book.address("DisputeGame"))
-    return Setup(kit, model_id, consumer, node, game, program, execution)
+    return Setup(kit, model_id, chain.contract(consumer, address), node, game, program, execution)
+
+
+@pytest.fixture
+def opt(chain: Chain, book: AddressBook) -> Setup:
+    return optimistic_setup(chain, book)
 
 
 def request(s: Setup, data: bytes | None = None, mode: int = MODE_OPTIMISTIC) -> int:

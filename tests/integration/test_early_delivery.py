@@ -19,7 +19,6 @@ from coordinator_kit import (
     MODE_NONE,
     PRICE,
     ROYALTY_BPS,
-    Kit,
     account,
 )
 from dispute_kit import corrupted_values
@@ -34,10 +33,9 @@ from test_coordinator_optimistic import (
     PROTOCOL_FEE_BPS,
     TREASURY,
     Setup,
-    _model_input,
     claim_status,
-    digits,
     driver,
+    optimistic_setup,
 )
 from typer.testing import CliRunner
 from web3.types import TxReceipt
@@ -56,7 +54,7 @@ from verinfer.chain.inference import RequestStatus as St
 from verinfer.cli import app
 from verinfer.client import InferenceClient
 from verinfer.errors import ConfigError
-from verinfer.models.registry import Mode, RegistryClient
+from verinfer.models.registry import Mode
 from verinfer.optimistic.game import ChallengerParty, ClaimerParty, output_bytes
 from verinfer.runtime.commit import commit_list
 
@@ -71,19 +69,8 @@ CLAIM_FINALIZED, CLAIM_CHALLENGER_WON = 3, 5
 @pytest.fixture
 def early(chain: Chain, book: AddressBook) -> Setup:
     """The digits MLP served by NODE in modes none and optimistic, and a funded EarlyConsumer."""
-    program, execution = digits()
-    kit = Kit(chain, book)
-    kit.send(None, "InferenceCoordinator", "setProtocolFee", TREASURY.address, PROTOCOL_FEE_BPS)
-    registry = RegistryClient(chain, book.address("ModelRegistry"))
-    model_id, _ = registry.register(_model_input(program))
     # Stake for a few slashes: a node below the minimum stake is not eligible for new requests.
-    kit.add_node(NODE, model_id, modes=MODE_NONE | MODE_OPTIMISTIC, fee=FEE, stake=5 * MIN_STAKE)
-    address, _ = chain.deploy("EarlyConsumer", kit.coordinator.address)
-    kit.mint(address, 10**9)
-    consumer = chain.contract("EarlyConsumer", address)
-    node = CoordinatorClient(kit.as_(NODE), kit.coordinator.address)
-    game = chain.contract("DisputeGame", book.address("DisputeGame"))
-    return Setup(kit, model_id, consumer, node, game, program, execution)
+    return optimistic_setup(chain, book, "EarlyConsumer", stake=5 * MIN_STAKE)
 
 
 def request(s: Setup, mode: int = EARLY) -> int:

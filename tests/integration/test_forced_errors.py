@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any
 
 import pytest
-from coordinator_kit import DISSENT_SLASH, MODE_NONE, Kit
+from coordinator_kit import DISSENT_SLASH
 from dispute_kit import (
     CHALLENGE_BOND,
     CLAIM_BOND,
@@ -26,15 +26,12 @@ from dispute_kit import (
 from eth_utils.crypto import keccak
 from test_coordinator_optimistic import (
     CHALLENGER,
-    FEE,
-    MODE_OPTIMISTIC,
     NODE,
     OTHER_NODE,
-    TREASURY,
     Setup,
-    _model_input,
     digits,
     ledger,
+    optimistic_setup,
     request,
 )
 from web3.logs import DISCARD
@@ -45,7 +42,6 @@ from verinfer.chain.deploy import SuiteParams
 from verinfer.chain.deployments import AddressBook
 from verinfer.chain.devnet import DevnetInfo
 from verinfer.chain.inference import CoordinatorClient, RequestStatus
-from verinfer.models.registry import RegistryClient
 from verinfer.optimistic import forced
 from verinfer.optimistic.descriptors import build_descriptors, steps_root
 from verinfer.optimistic.errors import DisputeRevertError
@@ -384,18 +380,7 @@ def test_bad_parameters_and_deposit(game: Game) -> None:
 
 @pytest.fixture
 def opt(chain: Chain, book: AddressBook) -> Setup:
-    program, execution = digits()
-    kit = Kit(chain, book)
-    kit.send(None, "InferenceCoordinator", "setProtocolFee", TREASURY.address, 200)
-    registry = RegistryClient(chain, book.address("ModelRegistry"))
-    model_id, _ = registry.register(_model_input(program))
-    kit.add_node(NODE, model_id, modes=MODE_NONE | MODE_OPTIMISTIC, fee=FEE)
-    address, _ = chain.deploy("TestConsumer", kit.coordinator.address)
-    kit.mint(address, 10**9)
-    consumer = chain.contract("TestConsumer", address)
-    node = CoordinatorClient(kit.as_(NODE), kit.coordinator.address)
-    game = chain.contract("DisputeGame", book.address("DisputeGame"))
-    return Setup(kit, model_id, consumer, node, game, program, execution)
+    return optimistic_setup(chain, book)
 
 
 def _wrong_claim(s: Setup) -> tuple[int, int, int, ClaimerParty, bytes]:
