@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 
 from bench_runtime import median_ms  # noqa: E402
 from coordinator_kit import MODE_NONE, Kit, account  # noqa: E402
-from dispute_kit import Game, corrupted_values, deploy_game  # noqa: E402
+from dispute_kit import Game, corrupted_values, deploy_game, game_claim  # noqa: E402
 from test_dispute_minilm import heaviest_per_op  # noqa: E402
 
 from verinfer.chain.accounts import dev_account  # noqa: E402
@@ -65,14 +65,11 @@ from verinfer.models.registry import Mode, ModelInput, RegistryClient  # noqa: E
 from verinfer.optimistic.descriptors import build_descriptors, steps_root  # noqa: E402
 from verinfer.optimistic.game import (  # noqa: E402
     ChallengerParty,
-    ClaimerParty,
     DisputeDriver,
-    claim_params,
     input_bytes,
     output_bytes,
 )
 from verinfer.runtime import Program, compile_model  # noqa: E402
-from verinfer.runtime.commit import commit_list  # noqa: E402
 from verinfer.runtime.executor import Execution  # noqa: E402
 from verinfer.runtime.testmodels import TEST_MODELS  # noqa: E402
 
@@ -143,17 +140,11 @@ def play(game: Game, m: Model, step: int, rng: np.random.Generator) -> Dispute:
     delta = int(rng.choice([-1, 1]) * rng.integers(1, 1000))
     values = corrupted_values(program, execution, step, element, delta, propagate=True)
     descriptors = build_descriptors(program)
-    claimer = ClaimerParty(program, values, descriptors)
-    claimed = output_bytes(program, values)
-    params = claim_params(
-        program,
-        commit_list(claimer.leaves),
-        steps_root(descriptors),
-        input_bytes(program, execution.values),
-    )
+    made = game_claim(program, execution, values, descriptors)
+    claimer, claimed = made.claimer, made.output
     head = game.deployer.w3.eth.block_number
     driver = DisputeDriver(game.claimer, game.challenger, game.address, from_block=head)
-    claim_id, _ = driver.open_claim(params, claimed)
+    claim_id, _ = driver.open_claim(made.params, claimed)
     challenger = ChallengerParty(program, execution, descriptors)
     start = time.perf_counter()
     challenged = driver.challenge(claim_id)

@@ -11,8 +11,16 @@ import numpy as np
 
 from verinfer.chain.accounts import dev_account
 from verinfer.chain.client import Chain
-from verinfer.optimistic.game import ChallengerParty, StepChoice
-from verinfer.runtime.commit import VALUES_PER_CHUNK, n_chunks
+from verinfer.optimistic.descriptors import StepDescriptor, build_descriptors, steps_root
+from verinfer.optimistic.game import (
+    ChallengerParty,
+    ClaimerParty,
+    StepChoice,
+    claim_params,
+    input_bytes,
+    output_bytes,
+)
+from verinfer.runtime.commit import VALUES_PER_CHUNK, commit_list, n_chunks
 from verinfer.runtime.executor import Execution, _plan
 from verinfer.runtime.program import Program
 
@@ -116,3 +124,30 @@ class RandomChallenger(ChallengerParty):
     def element(self, s: int, c: int, chunk: bytes) -> int:
         n = self.tree(s).n
         return int(self.rng.integers(0, min(VALUES_PER_CHUNK, n - c * VALUES_PER_CHUNK)))
+
+
+@dataclass(frozen=True)
+class GameClaim:
+    """What a claimer opens a standalone game claim with: its party, output and params."""
+
+    claimer: ClaimerParty
+    output: bytes
+    params: tuple[Any, ...]
+
+
+def game_claim(
+    program: Program,
+    execution: Execution,
+    values: dict[str, Any] | None = None,
+    descriptors: Sequence[StepDescriptor] | None = None,
+) -> GameClaim:
+    """A claim on ``execution``'s input from ``values`` (default: the honest ones)."""
+    descriptors = list(descriptors or build_descriptors(program))
+    claimer = ClaimerParty(program, values or execution.values, descriptors)
+    params = claim_params(
+        program,
+        commit_list(claimer.leaves),
+        steps_root(descriptors),
+        input_bytes(program, execution.values),
+    )
+    return GameClaim(claimer, output_bytes(program, claimer.values), params)

@@ -23,6 +23,7 @@ from dispute_kit import (
     RandomChallenger,
     corrupted_values,
     deploy_game,
+    game_claim,
 )
 from onestep_kit import wide_dense_program
 
@@ -33,7 +34,6 @@ from verinfer.chain.devnet import DevnetInfo
 from verinfer.optimistic.descriptors import (
     OP_UNSUPPORTED,
     build_descriptors,
-    steps_root,
     unsupported_steps,
 )
 from verinfer.optimistic.errors import DisputeRevertError
@@ -43,10 +43,8 @@ from verinfer.optimistic.game import (
     DisputeDriver,
     DisputeRecord,
     claim_params,
-    input_bytes,
     output_bytes,
 )
-from verinfer.runtime.commit import commit_list
 from verinfer.runtime.executor import Execution
 from verinfer.runtime.program import Program
 from verinfer.runtime.testmodels import TEST_MODELS
@@ -102,17 +100,10 @@ def _open(
 ) -> tuple[int, ClaimerParty, bytes]:
     """Opens a claim on model ``name`` from ``values`` (default: the honest execution)."""
     program, execution = model(name)
-    descriptors = build_descriptors(program)
-    claimer = ClaimerParty(program, values or execution.values, descriptors)
-    claimed = output if output is not None else output_bytes(program, claimer.values)
-    params = claim_params(
-        program,
-        commit_list(claimer.leaves),
-        steps_root(descriptors),
-        input_bytes(program, execution.values),
-    )
-    claim_id, _ = _driver(game).open_claim(params, claimed)
-    return claim_id, claimer, claimed
+    made = game_claim(program, execution, values)
+    claimed = output if output is not None else made.output
+    claim_id, _ = _driver(game).open_claim(made.params, claimed)
+    return claim_id, made.claimer, claimed
 
 
 def _dispute(

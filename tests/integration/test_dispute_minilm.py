@@ -26,21 +26,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dispute_kit import Game, corrupted_values, deploy_game
+from dispute_kit import Game, corrupted_values, deploy_game, game_claim
 
 from verinfer.chain.devnet import DevnetInfo
 from verinfer.models.minilm import DEFAULT_SEQ_LEN, SENTENCES, Tokenizer, cached_minilm_onnx
-from verinfer.optimistic.descriptors import KIND_INPUT, build_descriptors, steps_root
+from verinfer.optimistic.descriptors import KIND_INPUT, build_descriptors
 from verinfer.optimistic.game import (
     ChallengerParty,
-    ClaimerParty,
     DisputeDriver,
-    claim_params,
-    input_bytes,
-    output_bytes,
 )
 from verinfer.runtime import compile_model
-from verinfer.runtime.commit import commit_list
 from verinfer.runtime.executor import Execution
 from verinfer.runtime.program import Program, Step
 
@@ -154,18 +149,11 @@ def test_minilm_dispute_stays_under_the_tx_gas_cap(
     element = int(np.random.default_rng(zlib.crc32(op.encode())).integers(0, size))
     values = corrupted_values(program, execution, step, element, 3, propagate=True)
 
-    descriptors = minilm.challenger.descriptors
-    claimer = ClaimerParty(program, values, descriptors)
-    claimed = output_bytes(program, values)
-    params = claim_params(
-        program,
-        commit_list(claimer.leaves),
-        steps_root(descriptors),
-        input_bytes(program, execution.values),
-    )
+    made = game_claim(program, execution, values, minilm.challenger.descriptors)
+    claimer, claimed = made.claimer, made.output
     driver = DisputeDriver(deployed.claimer, deployed.challenger, deployed.address)
     start = time.perf_counter()
-    claim_id, opened = driver.open_claim(params, claimed)
+    claim_id, opened = driver.open_claim(made.params, claimed)
     challenged = driver.challenge(claim_id)
     record = driver.play(claim_id, claimer, minilm.challenger, claimed)
     wall = time.perf_counter() - start
