@@ -1,0 +1,74 @@
+"""`verinfer gateway start` and `verinfer facilitator start`: the x402 servers, on loopback.
+
+verinfer facilitator start [--port 8403]                     devnet: settles in TestUSD
+verinfer gateway start --pay-to 0x... [--port 8402] [--node-fee 0.005]
+                       [--facilitator-url http://127.0.0.1:8403]
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+
+from verinfer.chain.connect import connect
+from verinfer.chain.deployments import AddressBook
+from verinfer.chain.token import Token, parse_units
+from verinfer.cli_common import KeystoreOption, RpcUrlOption, console
+from verinfer.errors import ConfigError
+from verinfer.gateway.app import GatewayConfig, gateway_from_chain
+from verinfer.gateway.facilitator import create_facilitator_app, devnet_facilitator
+from verinfer.gateway.serve import LOOPBACK, serve_forever
+
+gateway_app = typer.Typer(help="Sell inference per call over HTTP with x402.", no_args_is_help=True)
+facilitator_app = typer.Typer(
+    help="An x402 facilitator that verifies and settles payments (devnet).", no_args_is_help=True
+)
+
+PortOption = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1")]
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+@facilitator_app.command("start")
+def facilitator_start(
+    port: PortOption = 8403, rpc_url: RpcUrlOption = None, keystore: KeystoreOption = None
+) -> None:
+    """Verify and settle x402 payments (EIP-3009 authorizations of the payment token) on this
+    chain; the signing account pays the settlement gas. Serves until interrupted."""
+    chain = connect(rpc_url, keystore)
+    network = f"eip155:{chain.chain_id}"
+    devnet = devnet_facilitator(chain.rpc_url, "0x" + bytes(chain.signer().key).hex(), network)
+    console.print(
+        f"facilitator for {network} on http://{LOOPBACK}:{port}, gas from {chain.address}"
+    )
+    serve_forever(create_facilitator_app(devnet), port=port)
+
+
+@gateway_app.command("start")
+def gateway_start(
+    pay_to: Annotated[str, typer.Option("--pay-to", help="Address that receives payments")],
+    port: PortOption = 8402,
+    node_fee: Annotated[
+        str, typer.Option("--node-fee", help="Added to each model's price, in tokens")
+    ] = "0.005",
+    facilitator_url: Annotated[
+        str, typer.Option("--facilitator-url", help="The x402 facilitator to verify and settle")
+    ] = f"http://{LOOPBACK}:8403",
+    rpc_url: RpcUrlOption = None,
+) -> None:
+    """Serve the registered models: `GET /v1/models/{id}` (terms, free) and
+    `POST /v1/models/{id}/infer` (paid per call with x402; settled only for a delivered result).
+    """
+    if not _ADDRESS.fullmatch(pay_to):
+        raise ConfigError(f"--pay-to: {pay_to!r} is not a 0x-prefixed 20-byte address")
+    chain = connect(rpc_url)
+    book = AddressBook.load(chain.chain_id)
+    token = Token(chain, book.address("PaymentToken"))
+    fee = parse_units(node_fee, token.decimals(), what="--node-fee")
+    config = GatewayConfig(
+        network=f"eip155:{chain.chain_id}", pay_to=pay_to, facilitator_url=facilitator_url
+    )
+    app = gateway_from_chain(chain, book, config, node_fee=fee)
+    console.print(f"gateway on http://{LOOPBACK}:{port}, paid to {pay_to} via {facilitator_url}")
+    serve_forever(app, port=port)

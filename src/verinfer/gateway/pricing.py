@@ -1,0 +1,67 @@
+"""What one inference costs over x402: the model's on-chain price plus this node's fee.
+
+The SDK's exact EVM scheme knows the EIP-712 domain of USDC on public chains only; for any
+other token (TestUSD on anvil, or a chain it has no table for) the price must name the asset
+and carry the domain's ``name``/``version`` in ``extra``, or clients cannot sign. Both are
+read from the token contract itself, so they cannot drift from what it verifies.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from x402.schemas import AssetAmount
+
+from verinfer.chain.client import Chain
+from verinfer.chain.token import Token
+from verinfer.models.registry import ModelRecord, RegistryClient
+
+
+@dataclass(frozen=True)
+class TokenDomain:
+    """A payment token's address and EIP-712 domain (what an EIP-3009 signature binds to)."""
+
+    address: str
+    name: str
+    version: str
+
+    @classmethod
+    def read(cls, chain: Chain, address: str) -> TokenDomain:
+        token = Token(chain, address)
+        version = str(chain.call(token.contract.functions.version()))
+        return cls(address=token.address, name=token.name(), version=version)
+
+
+class Pricing:
+    """Model records (cached: price and shapes are fixed per model id) and their x402 price."""
+
+    def __init__(self, registry: RegistryClient, token: TokenDomain, node_fee: int) -> None:
+        if node_fee < 0:
+            raise ValueError(f"the node fee must not be negative, got {node_fee}")
+        self.registry = registry
+        self.token = token
+        self.node_fee = node_fee
+        self._records: dict[int, ModelRecord] = {}
+        self._lock = threading.Lock()
+
+    def record(self, model_id: int) -> ModelRecord:
+        """The registry's record; an unknown id raises UnknownModelError."""
+        with self._lock:
+            record = self._records.get(model_id)
+        if record is None:
+            record = self.registry.get(model_id)
+            with self._lock:
+                self._records[model_id] = record
+        return record
+
+    def amount(self, model_id: int) -> int:
+        """Token units per call: the model's registered price plus the node's fee."""
+        return int(self.record(model_id).price) + self.node_fee
+
+    def price(self, model_id: int) -> AssetAmount:
+        return AssetAmount(
+            amount=str(self.amount(model_id)),
+            asset=self.token.address,
+            extra={"name": self.token.name, "version": self.token.version},
+        )
