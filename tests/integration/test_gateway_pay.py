@@ -36,6 +36,7 @@ from verinfer.gateway import (
     devnet_facilitator,
     gateway_from_chain,
 )
+from verinfer.models.registry import RegistryClient
 from verinfer.runtime import Program
 
 pytestmark = pytest.mark.integration
@@ -216,3 +217,25 @@ def test_model_terms_are_free_to_read(gateway: Gateway) -> None:
     terms = response.json()
     assert terms["price"]["amount"] == str(COST)
     assert terms["price"]["network"] == gateway.network
+    assert terms["program_hash"] == gateway.program.program_hash
+
+
+def test_model_list_leaves_deprecated_models_out_and_refuses_them(
+    gateway: Gateway, chain: Chain, book: AddressBook
+) -> None:
+    retired = register_digits(chain, book).model_id
+    RegistryClient(chain, book.address("ModelRegistry")).set_deprecated(retired)
+    listed = httpx.get(f"{gateway.url}/v1/models").json()["models"]
+    assert [m["model_id"] for m in listed] == [gateway.model_id]
+    assert listed[0]["price"]["amount"] == str(COST)
+    before = gateway.balances()
+    response = asyncio.run(_pay_to(gateway, retired, {"input": _sample()}))
+    assert response.status_code == 410 and "deprecated" in response.json()["error"]
+    assert gateway.balances() == before
+    bad = httpx.get(f"{gateway.url}/v1/models", params={"limit": 0})
+    assert bad.status_code == 400
+
+
+async def _pay_to(gw: Gateway, model_id: int, body: dict[str, Any]) -> httpx.Response:
+    async with x402HttpxClient(_client(gw), timeout=60) as client:
+        return await client.post(gw.infer_url(model_id), json=body)

@@ -159,28 +159,46 @@ def create_gateway_app(config: GatewayConfig, pricing: Pricing, executor: Execut
         model_id = _model_id(request.url.path)
         if model_id is not None:
             try:
-                await run_in_threadpool(pricing.record, model_id)  # an RPC, once per model
+                record = await run_in_threadpool(pricing.record, model_id)  # cached RPC
             except UnknownModelError:
                 return JSONResponse({"error": f"unknown model {model_id}"}, status_code=404)
             except VerinferError as exc:
                 return JSONResponse({"error": f"model registry: {exc}"}, status_code=502)
+            if record.deprecated:
+                return JSONResponse(
+                    {"error": f"model {model_id} is deprecated by its owner"}, status_code=410
+                )
         return await call_next(request)
 
-    @app.get("/v1/models/{model_id}")
-    def model(model_id: int) -> dict[str, Any]:
+    def terms(model_id: int) -> dict[str, Any]:
         record = pricing.record(model_id)
         return {
             "model_id": model_id,
             "name": record.name,
+            "cid": record.cid,
             "modes": record.modes,
             "input_shapes": record.input_shapes,
             "output_shapes": record.output_shapes,
+            "program_hash": record.program_hash,
+            "weights_root": record.weights_root,
             "price": {
                 "amount": str(pricing.amount(model_id)),
                 "asset": pricing.token.address,
                 "network": config.network,
             },
         }
+
+    @app.get("/v1/models")
+    def models(start: int = 1, limit: int = 100) -> dict[str, Any]:
+        """Every model served (deprecated ones left out), free of charge."""
+        if start < 1 or not 1 <= limit <= 100:
+            raise HTTPException(status_code=400, detail="start >= 1 and 1 <= limit <= 100")
+        records = pricing.registry.list(start, limit)
+        return {"models": [terms(r.model_id) for r in records if not r.deprecated]}
+
+    @app.get("/v1/models/{model_id}")
+    def model(model_id: int) -> dict[str, Any]:
+        return terms(model_id)
 
     @app.post("/v1/models/{model_id}/infer")
     def infer(model_id: int, body: InferRequest) -> dict[str, Any]:

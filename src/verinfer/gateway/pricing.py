@@ -9,6 +9,7 @@ read from the token contract itself, so they cannot drift from what it verifies.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 from x402.schemas import AssetAmount
@@ -34,25 +35,31 @@ class TokenDomain:
 
 
 class Pricing:
-    """Model records (cached: price and shapes are fixed per model id) and their x402 price."""
+    """Model records and their x402 price. Records are cached for ``ttl`` seconds: the owner
+    may change a price or deprecate a model, and the gateway must follow within that time
+    without one registry read per call."""
 
-    def __init__(self, registry: RegistryClient, token: TokenDomain, node_fee: int) -> None:
+    def __init__(
+        self, registry: RegistryClient, token: TokenDomain, node_fee: int, *, ttl: float = 30.0
+    ) -> None:
         if node_fee < 0:
             raise ValueError(f"the node fee must not be negative, got {node_fee}")
         self.registry = registry
         self.token = token
         self.node_fee = node_fee
-        self._records: dict[int, ModelRecord] = {}
+        self.ttl = ttl
+        self._records: dict[int, tuple[float, ModelRecord]] = {}
         self._lock = threading.Lock()
 
     def record(self, model_id: int) -> ModelRecord:
         """The registry's record; an unknown id raises UnknownModelError."""
         with self._lock:
-            record = self._records.get(model_id)
-        if record is None:
-            record = self.registry.get(model_id)
-            with self._lock:
-                self._records[model_id] = record
+            cached = self._records.get(model_id)
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        record = self.registry.get(model_id)
+        with self._lock:
+            self._records[model_id] = (time.monotonic(), record)
         return record
 
     def amount(self, model_id: int) -> int:
