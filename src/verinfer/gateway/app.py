@@ -43,7 +43,7 @@ from verinfer.chain.deployments import AddressBook
 from verinfer.errors import ConfigError, ModelError, VerinferError
 from verinfer.gateway.pricing import Pricing, TokenDomain
 from verinfer.models.programs import quantize_inputs
-from verinfer.models.registry import RegistryClient, UnknownModelError
+from verinfer.models.registry import ModelRecord, RegistryClient, UnknownModelError
 from verinfer.node.executor import Executor, InputUnavailableError
 from verinfer.store import open_store
 
@@ -170,10 +170,9 @@ def create_gateway_app(config: GatewayConfig, pricing: Pricing, executor: Execut
                 )
         return await call_next(request)
 
-    def terms(model_id: int) -> dict[str, Any]:
-        record = pricing.record(model_id)
+    def terms(record: ModelRecord) -> dict[str, Any]:
         return {
-            "model_id": model_id,
+            "model_id": record.model_id,
             "name": record.name,
             "cid": record.cid,
             "modes": record.modes,
@@ -182,7 +181,7 @@ def create_gateway_app(config: GatewayConfig, pricing: Pricing, executor: Execut
             "program_hash": record.program_hash,
             "weights_root": record.weights_root,
             "price": {
-                "amount": str(pricing.amount(model_id)),
+                "amount": str(pricing.amount_of(record)),
                 "asset": pricing.token.address,
                 "network": config.network,
             },
@@ -194,11 +193,11 @@ def create_gateway_app(config: GatewayConfig, pricing: Pricing, executor: Execut
         if start < 1 or not 1 <= limit <= 100:
             raise HTTPException(status_code=400, detail="start >= 1 and 1 <= limit <= 100")
         records = pricing.registry.list(start, limit)
-        return {"models": [terms(r.model_id) for r in records if not r.deprecated]}
+        return {"models": [terms(r) for r in records if not r.deprecated]}
 
     @app.get("/v1/models/{model_id}")
     def model(model_id: int) -> dict[str, Any]:
-        return terms(model_id)
+        return terms(pricing.record(model_id))
 
     @app.post("/v1/models/{model_id}/infer")
     def infer(model_id: int, body: InferRequest) -> dict[str, Any]:

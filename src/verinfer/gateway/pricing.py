@@ -64,7 +64,11 @@ class Pricing:
 
     def amount(self, model_id: int) -> int:
         """Token units per call: the model's registered price plus the node's fee."""
-        return int(self.record(model_id).price) + self.node_fee
+        return self.amount_of(self.record(model_id))
+
+    def amount_of(self, record: ModelRecord) -> int:
+        """``amount`` for a record already read."""
+        return int(record.price) + self.node_fee
 
     def price(self, model_id: int) -> AssetAmount:
         return AssetAmount(

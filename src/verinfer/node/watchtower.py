@@ -34,7 +34,12 @@ from verinfer.chain.inference import CoordinatorClient
 from verinfer.errors import ModelError
 from verinfer.node.executor import Executor, decode_for_program, encode_outputs
 from verinfer.optimistic.descriptors import StepDescriptor, build_descriptors
-from verinfer.optimistic.game import ChallengerParty, ClaimerParty, DisputePlayer
+from verinfer.optimistic.game import (
+    ChallengerParty,
+    ClaimerParty,
+    DisputePlayer,
+    execution_roots,
+)
 from verinfer.runtime.executor import Execution
 from verinfer.runtime.program import Program
 
@@ -67,6 +72,7 @@ class ClaimWatch:
     challenged: bool = False  # we opened a dispute on it that has not ended yet
     lost_once: bool = False  # we disputed it and lost: never again
     execution: Execution | None = None
+    party: ClaimerParty | ChallengerParty | None = None  # built at our first move, then kept
 
 
 class Watchtower:
@@ -280,17 +286,27 @@ class Watchtower:
         else:
             w.execution = None  # correct: keep no tensors around
 
+    def _party(self, w: ClaimWatch) -> ClaimerParty | ChallengerParty:
+        """Our side of the claim's dispute, from our execution: built once per claim (its
+        step roots come from the execution; its tensor trees are built as moves need them)."""
+        if w.party is None:
+            program, execution = self._execute(w)
+            descriptors = self._descriptors.get(w.model_id)
+            if descriptors is None:
+                descriptors = self._descriptors[w.model_id] = build_descriptors(program)
+            w.party = (
+                ClaimerParty(program, execution.values, descriptors, execution_roots(execution))
+                if w.own
+                else ChallengerParty(program, execution, descriptors)
+            )
+        return w.party
+
     def _move(self, w: ClaimWatch) -> bool:
-        program, execution = self._execute(w)
-        descriptors = self._descriptors.get(w.model_id)
-        if descriptors is None:
-            descriptors = self._descriptors[w.model_id] = build_descriptors(program)
-        if w.own:
-            party = ClaimerParty(program, execution.values, descriptors)
-            moved = self.player.move(w.claim_id, claimer=party)
+        party = self._party(w)
+        if isinstance(party, ChallengerParty):
+            moved = self.player.move(w.claim_id, challenger=party, claimed_output=w.output)
         else:
-            challenger = ChallengerParty(program, execution, descriptors)
-            moved = self.player.move(w.claim_id, challenger=challenger, claimed_output=w.output)
+            moved = self.player.move(w.claim_id, claimer=party)
         if moved:
             log.info("watch.move", claim_id=w.claim_id, move=moved, own=w.own)
         return moved is not None

@@ -83,7 +83,7 @@ def claim_info(ctx: _Context, request_id: int) -> dict[str, Any]:
     claim_id = ctx.claim_id(request_id)
     c = ctx.game.functions.claims(claim_id).call()
     window = int(ctx.game.functions.window().call())
-    phase, mover, deadline = ctx.game.functions.turn(claim_id).call()
+    _, mover, deadline = ctx.game.functions.turn(claim_id).call()
     d = ctx.game.functions.disputes(claim_id).call()
     info: dict[str, Any] = {
         "request_id": request_id,
@@ -100,7 +100,7 @@ def claim_info(ctx: _Context, request_id: int) -> dict[str, Any]:
     if int(d[0], 16) != 0:
         info["dispute"] = {
             "challenger": d[0],
-            "phase": PHASES[int(phase)] if int(phase) else PHASES[int(d[1])],
+            "phase": PHASES[int(d[1])],
             "waiting_for": mover if int(mover, 16) else None,
             "deadline": int(deadline) or None,
             "step": int(d[3]),

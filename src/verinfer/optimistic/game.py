@@ -92,12 +92,19 @@ class _Committed:
         program: Program,
         values: Mapping[str, npt.NDArray[Any]],
         descriptors: Sequence[StepDescriptor] | None = None,
+        roots: Sequence[bytes] | None = None,
     ) -> None:
+        """``roots``: the step outputs' tensor roots when already known (an execution's
+        ``step_roots`` for these values), so they are not hashed again."""
         self.program = program
         self.values = values
         self.descriptors = list(descriptors or build_descriptors(program))
         self._trees: dict[int, CommittedTensor] = {}
-        self.roots = [tensor_root(np.asarray(values[s.output])) for s in program.steps]
+        self.roots = (
+            list(roots)
+            if roots is not None
+            else [tensor_root(np.asarray(values[s.output])) for s in program.steps]
+        )
         self.leaves = [
             keccak256(r + leaf_suffix(d.shape, d.scale))
             for r, d in zip(self.roots, self.descriptors, strict=True)
@@ -110,6 +117,11 @@ class _Committed:
 
     def chunk(self, s: int, c: int) -> bytes:
         return self.tree(s).words[c * CHUNK_BYTES : (c + 1) * CHUNK_BYTES]
+
+
+def execution_roots(execution: Execution) -> list[bytes]:
+    """The tensor roots of an execution's step outputs, as the runtime committed them."""
+    return [bytes.fromhex(r[2:]) for r in execution.step_roots]
 
 
 class ClaimerParty(_Committed):
@@ -137,7 +149,7 @@ class ChallengerParty(_Committed):
         execution: Execution,
         descriptors: Sequence[StepDescriptor] | None = None,
     ) -> None:
-        super().__init__(program, execution.values, descriptors)
+        super().__init__(program, execution.values, descriptors, execution_roots(execution))
         self.prover = OneStepProver(program, execution)
         self.request_input = input_bytes(program, execution.values)
 
