@@ -41,6 +41,7 @@ from verinfer.chain.client import Chain
 from verinfer.chain.codec import decode_tensors, encode_tensors
 from verinfer.chain.deployments import AddressBook
 from verinfer.errors import ConfigError, ModelError, VerinferError
+from verinfer.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
 from verinfer.gateway.pricing import Pricing, TokenDomain
 from verinfer.models.programs import quantize_inputs
 from verinfer.models.registry import ModelRecord, RegistryClient, UnknownModelError
@@ -59,6 +60,7 @@ class GatewayConfig:
     pay_to: str  # the address that receives each payment
     facilitator_url: str
     max_timeout_seconds: int = 300  # how long a signed authorization stays valid
+    max_body: int = DEFAULT_MAX_BODY  # bytes; a longer request body is refused with 413
 
 
 class InferRequest(BaseModel):
@@ -169,6 +171,8 @@ def create_gateway_app(config: GatewayConfig, pricing: Pricing, executor: Execut
                     {"error": f"model {model_id} is deprecated by its owner"}, status_code=410
                 )
         return await call_next(request)
+
+    app.add_middleware(BodyLimit, max_bytes=config.max_body)  # outermost: before payment
 
     def terms(record: ModelRecord) -> dict[str, Any]:
         return {
