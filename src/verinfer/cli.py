@@ -12,6 +12,7 @@ from verinfer.chain.cli import deploy, devnet_app, token_app
 from verinfer.cli_common import JsonOption, VerinferGroup, configure_logging, console, emit_json
 from verinfer.client_cli import app as request_app
 from verinfer.gateway.cli import facilitator_app, gateway_app
+from verinfer.gateway.receipt_cli import receipt_app
 from verinfer.models.cli import app as model_app
 from verinfer.node.cli import app as node_app
 from verinfer.optimistic.cli import claim_app, dispute_app, watch
@@ -39,6 +40,7 @@ app.add_typer(dispute_app, name="dispute")
 app.command("watch")(watch)
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(facilitator_app, name="facilitator")
+app.add_typer(receipt_app, name="receipt")
 app.command("deploy")(deploy)
 
 

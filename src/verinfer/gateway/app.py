@@ -20,11 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from x402 import x402ResourceServer
+from x402.extensions.payment_identifier import (
+    PAYMENT_IDENTIFIER,
+    declare_payment_identifier_extension,
+)
 from x402.http import (
     FacilitatorConfig,
     HTTPFacilitatorClient,
@@ -35,14 +40,19 @@ from x402.http.middleware.fastapi import payment_middleware
 from x402.http.types import HTTPRequestContext, PaymentOption, RouteConfig
 from x402.http.x402_http_server import x402HTTPResourceServer
 from x402.mechanisms.evm.exact import register_exact_evm_server
-from x402.schemas import AssetAmount
+from x402.schemas import AssetAmount, PaymentPayload, PaymentRequirements
 
 from verinfer.chain.client import Chain
 from verinfer.chain.codec import decode_tensors, encode_tensors
 from verinfer.chain.deployments import AddressBook
+from verinfer.chain.inference import InferenceMode
+from verinfer.client import InferenceClient
 from verinfer.errors import ConfigError, ModelError, VerinferError
+from verinfer.gateway.idempotency import IdempotentPayments
 from verinfer.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
 from verinfer.gateway.pricing import Pricing, TokenDomain
+from verinfer.gateway.receipts import SignedReceipt, digest, new_receipt, sign_receipt
+from verinfer.gateway.relay import Relay, RelayError
 from verinfer.models.programs import quantize_inputs
 from verinfer.models.registry import ModelRecord, RegistryClient, UnknownModelError
 from verinfer.node.executor import Executor, InputUnavailableError
@@ -74,12 +84,21 @@ def _model_id(path: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _mode(value: str | list[str] | None) -> InferenceMode:
+    """The ``mode`` query parameter (default none); ConfigError names a bad one."""
+    if value is None:
+        return InferenceMode.NONE
+    if not isinstance(value, str):
+        raise ConfigError("give the mode once")
+    return InferenceMode.parse(value)
+
+
 def _routes(config: GatewayConfig, pricing: Pricing) -> dict[str, RouteConfig]:
     def price(context: HTTPRequestContext) -> AssetAmount:
         model_id = _model_id(context.decoded_path or context.path)
         if model_id is None:  # unreachable: the route pattern matched this path
             raise ValueError(f"no model id in {context.path!r}")
-        return pricing.price(model_id)
+        return pricing.price(model_id, _mode(context.adapter.get_query_param("mode")))
 
     option = PaymentOption(
         scheme="exact",
@@ -93,6 +112,7 @@ def _routes(config: GatewayConfig, pricing: Pricing) -> dict[str, RouteConfig]:
             accepts=option,
             description="one inference by verinfer's deterministic runtime",
             mime_type="application/json",
+            extensions={PAYMENT_IDENTIFIER: declare_payment_identifier_extension()},
         )
     }
 
@@ -121,8 +141,19 @@ def _outputs(output: bytes) -> list[list[float]]:
     return [np.ldexp(q.astype(np.float64), -scale).tolist() for q, scale in decode_tensors(output)]
 
 
-def create_gateway_app(config: GatewayConfig, pricing: Pricing, executor: Executor) -> FastAPI:
-    """The gateway's FastAPI app; the facilitator must already be reachable."""
+def create_gateway_app(
+    config: GatewayConfig,
+    pricing: Pricing,
+    executor: Executor,
+    signer: LocalAccount,
+    *,
+    relay: Relay | None = None,
+) -> FastAPI:
+    """The gateway's FastAPI app; the facilitator must already be reachable. ``signer`` (the
+    node's account) signs every receipt; ``relay`` sells the on-chain modes (relay.py)."""
+    if (relay is None) != (pricing.quote is None):
+        raise ValueError("relayed modes need both a relay and its quote in the pricing")
+    chain_id = int(config.network.removeprefix("eip155:"))
     routes = _routes(config, pricing)
     pay = payment_middleware(
         routes, _resource_server(config, routes), sync_facilitator_on_start=False
@@ -154,6 +185,14 @@ def create_gateway_app(config: GatewayConfig, pricing: Pricing, executor: Execut
         }
         return JSONResponse(body, status_code=402, headers=headers)
 
+    idempotent = IdempotentPayments(pricing.token, chain_id)
+
+    @app.middleware("http")  # outside payment: a retry of a delivered call is not paid again
+    async def idempotent_payments(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        return await idempotent(request, call_next)
+
     @app.middleware("http")  # added last, so it runs first: before any payment is asked
     async def known_model(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -170,25 +209,31 @@ def create_gateway_app(config: GatewayConfig, pricing: Pricing, executor: Execut
                 return JSONResponse(
                     {"error": f"model {model_id} is deprecated by its owner"}, status_code=410
                 )
+            refused = await run_in_threadpool(_mode_refusal, request, record, pricing)
+            if refused is not None:
+                return JSONResponse({"error": refused}, status_code=400)
         return await call_next(request)
 
     app.add_middleware(BodyLimit, max_bytes=config.max_body)  # outermost: before payment
 
     def terms(record: ModelRecord) -> dict[str, Any]:
+        offer = pricing.offer(record)
         return {
             "model_id": record.model_id,
             "name": record.name,
             "cid": record.cid,
-            "modes": record.modes,
+            "modes": [m.name.lower() for m in offer],
             "input_shapes": record.input_shapes,
             "output_shapes": record.output_shapes,
             "program_hash": record.program_hash,
             "weights_root": record.weights_root,
+            "node": signer.address,  # who signs the receipts
             "price": {
                 "amount": str(pricing.amount_of(record)),
                 "asset": pricing.token.address,
                 "network": config.network,
             },
+            "prices": {m.name.lower(): str(amount) for m, amount in offer.items()},
         }
 
     @app.get("/v1/models")
@@ -204,37 +249,101 @@ def create_gateway_app(config: GatewayConfig, pricing: Pricing, executor: Execut
         return terms(pricing.record(model_id))
 
     @app.post("/v1/models/{model_id}/infer")
-    def infer(model_id: int, body: InferRequest) -> dict[str, Any]:
+    def infer(
+        model_id: int, body: InferRequest, request: Request, mode: str = "none"
+    ) -> dict[str, Any]:
         # Reached only with a verified payment; raising 4xx/5xx here means no settlement.
+        m = _mode(mode)
+        payer, payment, price = _paid(request)
+        answer: dict[str, Any] = {"model_id": model_id, "mode": m.name.lower()}
         try:
-            program = executor.program(model_id)
-            encoded = encode_tensors(quantize_inputs(program, _as_arrays(body.input)))
-            output, root = executor.run_traced(model_id, encoded)
+            if m == InferenceMode.NONE:
+                program = executor.program(model_id)
+                encoded = encode_tensors(quantize_inputs(program, _as_arrays(body.input)))
+                output, root = executor.run_traced(model_id, encoded)
+                answer["trace_root"] = "0x" + root.hex()
+                request_id = 0
+            else:
+                assert relay is not None  # known_model refused relayed modes without a relay
+                relayed = relay.run(model_id, _as_arrays(body.input), m)
+                encoded, output, request_id = relayed.input, relayed.output, relayed.request_id
+                answer["zk" if m == InferenceMode.ZK else "onchain"] = relayed.anchor
         except InputUnavailableError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
+        except RelayError as exc:
+            raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
         except (ModelError, ValueError) as exc:
             raise HTTPException(
                 status_code=422, detail=f"the model refuses the input: {exc}"
             ) from exc
+        except VerinferError as exc:
+            raise HTTPException(status_code=502, detail=f"on-chain request: {exc}") from exc
+        receipt = new_receipt(
+            chain_id=chain_id, registry=str(pricing.registry.contract.address), model_id=model_id,
+            input_hash=digest(encoded), output_hash=digest(output), mode=int(m), price=price,
+            payer=payer, payment=payment, request_id=request_id,
+        )  # fmt: skip
+        signed: SignedReceipt = sign_receipt(signer, receipt)
         return {
-            "model_id": model_id,
+            **answer,
             "outputs": _outputs(output),
             "output": "0x" + output.hex(),
-            "trace_root": "0x" + root.hex(),
+            "input": "0x" + encoded.hex(),
+            "receipt": signed.to_json(),
         }
 
     return app
 
 
+def _mode_refusal(request: Request, record: ModelRecord, pricing: Pricing) -> str | None:
+    """Why a paid call's ``mode`` cannot be sold (before any payment is asked), or None."""
+    if request.method != "POST":
+        return None
+    try:
+        mode = _mode(request.query_params.get("mode"))
+    except ConfigError as exc:
+        return exc.message
+    if mode.name.lower() in record.modes and (mode == InferenceMode.NONE or pricing.quote):
+        try:
+            pricing.amount_of(record, mode)  # a relayed mode: some node must serve it
+            return None
+        except VerinferError:
+            pass
+    sold = ", ".join(m.name.lower() for m in pricing.offer(record)) or "no mode"
+    return f"model {record.model_id} is not sold in mode {mode.name.lower()} here (sold: {sold})"
+
+
+def _paid(request: Request) -> tuple[str, str, int]:
+    """(payer, EIP-3009 nonce, amount) of the payment the middleware verified."""
+    payload: PaymentPayload | None = getattr(request.state, "payment_payload", None)
+    requirements: PaymentRequirements | None = getattr(request.state, "payment_requirements", None)
+    if payload is None or requirements is None:  # the route is always paid: a wiring fault
+        raise HTTPException(status_code=500, detail="no verified payment reached the handler")
+    authorization = payload.payload.get("authorization", {})
+    return str(authorization["from"]), str(authorization["nonce"]), int(requirements.amount)
+
+
 def gateway_from_chain(
-    chain: Chain, book: AddressBook, config: GatewayConfig, *, node_fee: int
+    chain: Chain, book: AddressBook, config: GatewayConfig, *, node_fee: int, relay: bool = True
 ) -> FastAPI:
     """The gateway for the suite in ``book``: registry prices, ``PaymentToken`` as the asset,
-    programs from the configured store (``$VERINFER_STORE``), as a node would run them."""
+    programs from the configured store (``$VERINFER_STORE``), as a node would run them.
+    ``chain``'s account signs the receipts and, with ``relay``, pays relayed requests."""
     registry = RegistryClient(chain, book.address("ModelRegistry"))
     token = TokenDomain.read(chain, book.address("PaymentToken"))
-    executor = Executor(registry, open_store())
-    return create_gateway_app(config, Pricing(registry, token, node_fee), executor)
+    store = open_store()
+    executor = Executor(registry, store)
+    relayer = None
+    if relay:
+        client = InferenceClient(
+            chain, coordinator=book.address("InferenceCoordinator"),
+            registry=str(registry.contract.address), token=token.address, store=store,
+        )  # fmt: skip
+        relayer = Relay(client)
+    pricing = Pricing(
+        registry, token, node_fee, quote=relayer.quote if relayer is not None else None
+    )
+    return create_gateway_app(config, pricing, executor, chain.signer(), relay=relayer)
 
 
 def _refusal(required: str | None, settled: str | None) -> dict[str, Any] | None:

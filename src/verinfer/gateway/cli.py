@@ -55,20 +55,34 @@ def gateway_start(
     facilitator_url: Annotated[
         str, typer.Option("--facilitator-url", help="The x402 facilitator to verify and settle")
     ] = f"http://{LOOPBACK}:8403",
+    relay: Annotated[
+        bool,
+        typer.Option(
+            "--relay/--no-relay",
+            help="Also sell modes zk, optimistic and consensus as on-chain requests paid from "
+            "this account",
+        ),
+    ] = True,
     rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
 ) -> None:
     """Serve the registered models: `GET /v1/models/{id}` (terms, free) and
-    `POST /v1/models/{id}/infer` (paid per call with x402; settled only for a delivered result).
+    `POST /v1/models/{id}/infer[?mode=none|zk|optimistic|consensus]` (paid per call with x402;
+    settled only for a delivered result). The account (`--keystore`) signs every receipt and
+    pays the relayed on-chain requests.
     """
     if not _ADDRESS.fullmatch(pay_to):
         raise ConfigError(f"--pay-to: {pay_to!r} is not a 0x-prefixed 20-byte address")
-    chain = connect(rpc_url)
+    chain = connect(rpc_url, keystore)
     book = AddressBook.load(chain.chain_id)
     token = Token(chain, book.address("PaymentToken"))
     fee = parse_units(node_fee, token.decimals(), what="--node-fee")
     config = GatewayConfig(
         network=f"eip155:{chain.chain_id}", pay_to=pay_to, facilitator_url=facilitator_url
     )
-    app = gateway_from_chain(chain, book, config, node_fee=fee)
-    console.print(f"gateway on http://{LOOPBACK}:{port}, paid to {pay_to} via {facilitator_url}")
+    app = gateway_from_chain(chain, book, config, node_fee=fee, relay=relay)
+    console.print(
+        f"gateway on http://{LOOPBACK}:{port}, paid to {pay_to} via {facilitator_url}, "
+        f"receipts signed by {chain.address}"
+    )
     serve_forever(app, port=port)
