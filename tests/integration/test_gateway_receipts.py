@@ -17,17 +17,33 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from node_kit import (
+    DIGITS_SAMPLE,
+    NODE_FEE,
+    RunningNode,
+    fund,
+    node_config,
+    register_digits,
+    setup_node,
+)
 from test_gateway_pay import COST, Gateway, _client, _payment_required, _sample, gateway
+from x402 import x402Client
 from x402.extensions.payment_identifier import (
     PAYMENT_IDENTIFIER,
     append_payment_identifier_to_extensions,
 )
 from x402.http import x402HTTPClient
+from x402.http.clients import x402HttpxClient
+from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402.schemas import PaymentRequired
 
 from verinfer.chain.accounts import dev_account
-from verinfer.chain.inference import InferenceMode
+from verinfer.chain.client import Chain
+from verinfer.chain.deployments import AddressBook
+from verinfer.chain.devnet import DevnetInfo
+from verinfer.chain.inference import CoordinatorClient, InferenceMode
 from verinfer.gateway.idempotency import REPLAYED_HEADER
 from verinfer.gateway.receipts import (
     ReceiptError,
@@ -35,6 +51,7 @@ from verinfer.gateway.receipts import (
     digest,
     verify_receipt,
 )
+from verinfer.models.registry import Mode
 
 pytestmark = pytest.mark.integration
 __all__ = ["gateway"]  # the fixture, imported for pytest
@@ -208,3 +225,61 @@ def test_modes_without_a_serving_node_are_refused_before_payment(gateway: Gatewa
     assert terms["modes"] == ["none"]  # consensus is registered, but no node serves it
     assert terms["prices"] == {"none": str(COST)}
     assert gateway.balances() == before
+
+
+def test_optimistic_call_is_relayed_on_chain_and_answers_with_the_nodes_claim(
+    gateway: Gateway, chain: Chain, book: AddressBook, anvil: DevnetInfo, tmp_path: Path
+) -> None:
+    """The gateway (account 0) pays the coordinator's quote for an on-chain optimistic request;
+    a staked node claims it; the answer names the claim, provisional until its window ends."""
+    model = register_digits(chain, book, optimistic=True)
+    node = setup_node(anvil.rpc_url, book, 1, model.model_id, modes=Mode.NONE | Mode.OPTIMISTIC)
+    fund(chain, book, chain.address)
+    config = node_config(
+        anvil.rpc_url, tmp_path / "n1", 1, model.model_id, modes=("none", "optimistic"),
+        start_block=chain.w3.eth.block_number,
+    )  # fmt: skip
+    coordinator = CoordinatorClient(chain, book.address("InferenceCoordinator"))
+    quote = coordinator.quote(model.model_id, InferenceMode.OPTIMISTIC)
+    price = quote + NODE_FEE
+    terms = httpx.get(f"{gateway.url}/v1/models/{model.model_id}").json()
+    assert terms["prices"] == {"none": str(COST), "optimistic": str(price)}
+
+    payer0, payee0 = gateway.balances()
+    relayer0 = gateway.token.balance_of(chain.address)
+    running = RunningNode(config)
+    try:
+        url = f"{gateway.url}/v1/models/{model.model_id}/infer?mode=optimistic"
+        response = asyncio.run(_pay_capped(gateway, url, {"input": _sample()}, price))
+    finally:
+        running.stop()
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    claim = answer["onchain"]
+    assert claim["claimer"].lower() == node.lower() and claim["claim_id"] > 0
+    assert claim["status"] == "claimed"
+    expected = model.program.run(np.load(DIGITS_SAMPLE)[:1])
+    assert answer["outputs"] == [o.reshape(-1).tolist() for o in expected.outputs]
+    assert claim["trace_root"] == expected.trace_root
+    assert claim["output_hash"] == digest(bytes.fromhex(answer["output"][2:]))
+    receipt = verify_receipt(SignedReceipt.from_json(answer["receipt"]), node=GATEWAY_SIGNER)
+    assert receipt.mode == int(InferenceMode.OPTIMISTIC)
+    assert receipt.request_id == claim["request_id"] and receipt.price == price
+    assert coordinator.get_request(claim["request_id"]).input_hash == receipt.input_hash
+    assert gateway.balances() == (payer0 - price, payee0 + price)
+    assert gateway.token.balance_of(chain.address) == relayer0 - quote  # paid the coordinator
+
+
+async def _pay_capped(gw: Gateway, url: str, body: dict[str, Any], cap: int) -> httpx.Response:
+    client = x402Client()
+    client.set_spend_controls(
+        {
+            "allowed_assets": [
+                {"network": gw.network, "asset": gw.token.address,
+                 "max_amount_per_payment": str(cap)}
+            ]
+        }
+    )  # fmt: skip
+    register_exact_evm_client(client, gw.payer)
+    async with x402HttpxClient(client, timeout=120) as http:
+        return await http.post(url, json=body)

@@ -69,7 +69,7 @@ class Relay:
     def run(self, model_id: int, inputs: Any, mode: InferenceMode) -> Relayed:
         data = self.encode(model_id, inputs, mode)
         with self._send:
-            sent = self.client.request(model_id, inputs, mode, deadline_s=int(self.timeout) + 60)
+            sent = self.client.request(model_id, inputs, mode)
         if mode == InferenceMode.OPTIMISTIC:
             return self._claimed(sent, data)
         result = self._wait(sent.request_id)
