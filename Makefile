@@ -5,7 +5,7 @@ BIN      := $(VENV)/bin
 TOOLS    := tools/node_modules/.installed
 PYDEPS   := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit integration contracts clean
+.PHONY: setup demo test lint typecheck unit integration contracts openapi clean
 
 setup: $(PYDEPS) $(TOOLS)
 
@@ -46,6 +46,10 @@ integration: setup
 # Recompile contracts/src with the pinned solcjs into src/verinfer/chain/artifacts (committed).
 contracts: $(TOOLS)
 	node tools/compile.js
+
+# Rewrite docs/openapi.json from a running test gateway (after changing the gateway's API).
+openapi: setup
+	VERINFER_UPDATE_OPENAPI=1 $(BIN)/pytest -q tests/integration/test_gateway_openapi.py
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache

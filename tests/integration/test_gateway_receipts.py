@@ -255,7 +255,7 @@ def test_optimistic_call_is_relayed_on_chain_and_answers_with_the_nodes_claim(
         running.stop()
     assert response.status_code == 200, response.text
     answer = response.json()
-    claim = answer["onchain"]
+    claim = answer["anchor"]
     assert claim["claimer"].lower() == node.lower() and claim["claim_id"] > 0
     assert claim["status"] == "claimed"
     expected = model.program.run(np.load(DIGITS_SAMPLE)[:1])

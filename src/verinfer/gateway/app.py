@@ -17,14 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from x402 import x402ResourceServer
 from x402.extensions.payment_identifier import (
     PAYMENT_IDENTIFIER,
@@ -53,6 +52,13 @@ from verinfer.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
 from verinfer.gateway.pricing import Pricing, TokenDomain
 from verinfer.gateway.receipts import SignedReceipt, digest, new_receipt, sign_receipt
 from verinfer.gateway.relay import Relay, RelayError
+from verinfer.gateway.schemas import (
+    PAID_RESPONSES,
+    InferRequest,
+    InferResponse,
+    ModelList,
+    ModelTerms,
+)
 from verinfer.models.programs import quantize_inputs
 from verinfer.models.registry import ModelRecord, RegistryClient, UnknownModelError
 from verinfer.node.executor import Executor, InputUnavailableError
@@ -71,12 +77,6 @@ class GatewayConfig:
     facilitator_url: str
     max_timeout_seconds: int = 300  # how long a signed authorization stays valid
     max_body: int = DEFAULT_MAX_BODY  # bytes; a longer request body is refused with 413
-
-
-class InferRequest(BaseModel):
-    """The model's input as real numbers: one nested list, or ``{input name: nested list}``."""
-
-    input: list[Any] | dict[str, list[Any]]
 
 
 def _model_id(path: str) -> int | None:
@@ -236,7 +236,7 @@ def create_gateway_app(
             "prices": {m.name.lower(): str(amount) for m, amount in offer.items()},
         }
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=ModelList)
     def models(start: int = 1, limit: int = 100) -> dict[str, Any]:
         """Every model served (deprecated ones left out), free of charge."""
         if start < 1 or not 1 <= limit <= 100:
@@ -244,15 +244,33 @@ def create_gateway_app(
         records = pricing.registry.list(start, limit)
         return {"models": [terms(r) for r in records if not r.deprecated]}
 
-    @app.get("/v1/models/{model_id}")
+    @app.get(
+        "/v1/models/{model_id}", response_model=ModelTerms, responses={404: PAID_RESPONSES[404]}
+    )
     def model(model_id: int) -> dict[str, Any]:
+        """A model's terms: price per mode, token, shapes, content hashes; free of charge."""
         return terms(pricing.record(model_id))
 
-    @app.post("/v1/models/{model_id}/infer")
+    @app.post(
+        "/v1/models/{model_id}/infer",
+        response_model=InferResponse,
+        response_model_exclude_none=True,
+        responses=PAID_RESPONSES,
+    )
     def infer(
-        model_id: int, body: InferRequest, request: Request, mode: str = "none"
+        model_id: int,
+        body: InferRequest,
+        request: Request,
+        mode: Annotated[str, Query(description="none, optimistic, zk or consensus")] = "none",
+        payment_signature: Annotated[
+            str | None,
+            Header(alias="PAYMENT-SIGNATURE", description="the x402 payment (base64 JSON)"),
+        ] = None,
     ) -> dict[str, Any]:
+        """One inference, paid with x402 at the model's price in ``mode``; settled only once
+        the answer is computed. The answer carries a receipt signed by the node."""
         # Reached only with a verified payment; raising 4xx/5xx here means no settlement.
+        del payment_signature  # declared for the spec; the payment middleware reads it
         m = _mode(mode)
         payer, payment, price = _paid(request)
         answer: dict[str, Any] = {"model_id": model_id, "mode": m.name.lower()}
@@ -267,7 +285,7 @@ def create_gateway_app(
                 assert relay is not None  # known_model refused relayed modes without a relay
                 relayed = relay.run(model_id, _as_arrays(body.input), m)
                 encoded, output, request_id = relayed.input, relayed.output, relayed.request_id
-                answer["zk" if m == InferenceMode.ZK else "onchain"] = relayed.anchor
+                answer["anchor"] = relayed.anchor
         except InputUnavailableError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
         except RelayError as exc:
