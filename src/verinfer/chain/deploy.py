@@ -8,10 +8,10 @@ from pathlib import Path
 import structlog
 
 from verinfer.chain.accounts import DEVNET_CHAIN_ID
-from verinfer.chain.artifacts import abi
+from verinfer.chain.artifacts import abi, load_artifact
 from verinfer.chain.client import Chain
 from verinfer.chain.deployments import AddressBook
-from verinfer.errors import ConfigError
+from verinfer.errors import ConfigError, DevnetError
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +121,8 @@ def deploy_suite(
     elif not chain.has_code(payment_token):
         raise ConfigError(f"no contract at payment token address {payment_token}")
     book.contracts["PaymentToken"] = payment_token
+    if chain.chain_id == DEVNET_CHAIN_ID:
+        install_devnet_multicall(chain)
     registry, receipt = chain.deploy("ModelRegistry")
     book.contracts["ModelRegistry"] = registry
     book.block = int(receipt["blockNumber"])
@@ -162,6 +164,21 @@ def deploy_suite(
     book.save(book_dir)
     log.info("suite.deployed", chain_id=chain.chain_id, contracts=book.contracts)
     return book
+
+
+MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
+
+
+def install_devnet_multicall(chain: Chain) -> None:
+    """Put DevnetMulticall's runtime code at the canonical Multicall3 address, if nothing is
+    there (anvil only: ``anvil_setCode``). Tools expect that contract on every chain; the
+    x402 facilitator needs it to say why a payment is refused."""
+    if chain.has_code(MULTICALL3_ADDRESS):
+        return
+    code = "0x" + load_artifact("DevnetMulticall")["deployedBytecode"].removeprefix("0x")
+    chain.w3.provider.make_request("anvil_setCode", [MULTICALL3_ADDRESS, code])  # type: ignore[arg-type]
+    if not chain.has_code(MULTICALL3_ADDRESS):
+        raise DevnetError("the devnet refused anvil_setCode for Multicall3")
 
 
 def _deploy_step_router(chain: Chain, book: AddressBook) -> str:

@@ -6,10 +6,9 @@ runs the handler, and settles only when the handler answered below 400, so the o
 verify -> compute -> settle and a request whose computation fails is never charged.
 
 An unknown model is answered 404 *before* the payment middleware (an outer middleware), so a
-client is never asked to pay for a model that does not exist. The SDK puts a refusal's
-reason only in the base64 ``PAYMENT-REQUIRED`` / ``PAYMENT-RESPONSE`` headers and answers
-an empty body; ``explain_refusal`` copies the reason and terms into the 402 body so a person
-or a plain HTTP client can read why (the headers stay, for x402 clients).
+client is never asked to pay for a model that does not exist; so are a bad mode (400), a
+deprecated model (410) and an oversized body (413). ``explain_refusal`` puts each payment
+refusal's reason in the 402 body (refusals.py); the SDK's headers stay, for x402 clients.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from x402.extensions.payment_identifier import (
 from x402.http import (
     FacilitatorConfig,
     HTTPFacilitatorClient,
-    decode_payment_required_header,
-    decode_payment_response_header,
 )
 from x402.http.middleware.fastapi import payment_middleware
 from x402.http.types import HTTPRequestContext, PaymentOption, RouteConfig
@@ -51,6 +48,7 @@ from verinfer.gateway.idempotency import IdempotentPayments
 from verinfer.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
 from verinfer.gateway.pricing import Pricing, TokenDomain
 from verinfer.gateway.receipts import SignedReceipt, digest, new_receipt, sign_receipt
+from verinfer.gateway.refusals import malformed_payment, refusal_body
 from verinfer.gateway.relay import Relay, RelayError
 from verinfer.gateway.schemas import (
     PAID_RESPONSES,
@@ -62,6 +60,7 @@ from verinfer.gateway.schemas import (
 from verinfer.models.programs import quantize_inputs
 from verinfer.models.registry import ModelRecord, RegistryClient, UnknownModelError
 from verinfer.node.executor import Executor, InputUnavailableError
+from verinfer.runtime import Program
 from verinfer.store import open_store
 
 INFER_ROUTE = "POST /v1/models/:model_id/infer"
@@ -170,11 +169,18 @@ def create_gateway_app(
     async def explain_refusal(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        payment = request.headers.get("PAYMENT-SIGNATURE") or request.headers.get("X-PAYMENT")
+        if _model_id(request.url.path) is not None and request.method == "POST":
+            malformed = malformed_payment(payment)
+            if malformed is not None:
+                return JSONResponse({"error": malformed}, status_code=400)
         response = await call_next(request)
         if response.status_code != 402:
             return response
-        body = _refusal(
-            response.headers.get("PAYMENT-REQUIRED"), response.headers.get("PAYMENT-RESPONSE")
+        body = refusal_body(
+            response.headers.get("PAYMENT-REQUIRED"),
+            response.headers.get("PAYMENT-RESPONSE"),
+            payment,
         )
         if body is None:
             return response
@@ -276,7 +282,7 @@ def create_gateway_app(
         answer: dict[str, Any] = {"model_id": model_id, "mode": m.name.lower()}
         try:
             if m == InferenceMode.NONE:
-                program = executor.program(model_id)
+                program = _program(executor, model_id)
                 encoded = encode_tensors(quantize_inputs(program, _as_arrays(body.input)))
                 output, root = executor.run_traced(model_id, encoded)
                 answer["trace_root"] = "0x" + root.hex()
@@ -311,6 +317,16 @@ def create_gateway_app(
         }
 
     return app
+
+
+def _program(executor: Executor, model_id: int) -> Program:
+    """The model's program; the gateway's own fault (503, not charged) when it cannot load it."""
+    try:
+        return executor.program(model_id)
+    except VerinferError as exc:
+        raise HTTPException(
+            status_code=503, detail=f"the model's program is unavailable here: {exc}"
+        ) from exc
 
 
 def _mode_refusal(request: Request, record: ModelRecord, pricing: Pricing) -> str | None:
@@ -362,26 +378,6 @@ def gateway_from_chain(
         registry, token, node_fee, quote=relayer.quote if relayer is not None else None
     )
     return create_gateway_app(config, pricing, executor, chain.signer(), relay=relayer)
-
-
-def _refusal(required: str | None, settled: str | None) -> dict[str, Any] | None:
-    """A 402 body from the SDK's headers: the reason, and the terms to pay on."""
-    try:
-        if settled:
-            settle = decode_payment_response_header(settled)
-            return {
-                "error": settle.error_reason or "settlement failed",
-                "settlement": settle.model_dump(exclude_none=True),
-            }
-        if required:
-            terms = decode_payment_required_header(required)
-            return {
-                "error": terms.error or "payment required",
-                "accepts": [a.model_dump(exclude_none=True) for a in terms.accepts],
-            }
-    except Exception:  # noqa: BLE001 - a malformed header keeps the SDK's own response
-        return None
-    return None
 
 
 def _as_arrays(value: list[Any] | dict[str, list[Any]]) -> Any:

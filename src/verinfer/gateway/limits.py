@@ -1,9 +1,10 @@
 """A cap on request bodies, checked before anything else reads them (pure ASGI middleware).
 
 A body over the cap is answered 413 before the payment middleware or a handler sees it, so
-an oversized request is never charged and never buffered whole. The declared
-``Content-Length`` is checked first; a body sent without one (chunked) is counted as it
-arrives and refused as soon as it passes the cap.
+an oversized request is never charged, nor asked to pay. A declared ``Content-Length`` is
+checked at once; a body sent without one (chunked) is read first, up to the cap, and
+refused as soon as it passes it (handlers downstream may answer without reading the body,
+so counting only what they read would let a 402 through).
 """
 
 from __future__ import annotations
@@ -15,10 +16,6 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: a MiniLM input is ~3 KB, a 224x224 image ~1 MB as JSON
-
-
-class BodyTooLarge(Exception):
-    """Raised inside ``receive`` when a streamed body passes the cap."""
 
 
 class BodyLimit:
@@ -35,31 +32,43 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
+        if declared is not None:
+            if declared > self.max_bytes:
+                await self._refuse(send)
+                return
+            await self.app(scope, receive, send)  # the server stops at the declared length
+            return
+        body = await self._read(receive)
+        if body is None:
             await self._refuse(send)
             return
-        seen = 0
-        started = False
+        replayed = False
 
-        async def counting_receive() -> Message:
-            nonlocal seen
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                after: Message = await receive()  # after the body: http.disconnect
+                return after
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, receive: Any) -> bytes | None:
+        """The whole body of a request sent without a length, or None past the cap."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
             message: Message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+            if message["type"] != "http.request":
+                return b"".join(parts)  # the client went away: let the app see an empty body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
 
     async def _refuse(self, send: Any) -> None:
         body = json.dumps(

@@ -67,7 +67,10 @@ def _refusal(description: str) -> dict[str, Any]:
 
 
 PAID_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _refusal("the mode is unknown or not sold for this model; nothing is charged"),
+    400: _refusal(
+        "the payment header is malformed, or the mode is unknown or not sold for this model; "
+        "nothing is charged"
+    ),
     402: _refusal(
         "payment required or refused; `error` names the reason (amount, asset, network, "
         "expiry, signature, replay, balance); the terms are in `accepts` and in the "
