@@ -1,0 +1,119 @@
+"""What an agent has spent today, kept on disk so the daily limit survives restarts.
+
+A payment is *reserved* (counted) before it is signed, then *settled* (still counted) when the
+server confirms it, or *released* (uncounted) when it certainly was not charged. A payment
+whose fate is unknown (the connection dropped after signing) stays reserved: the ledger errs
+toward counting money that may have left, never toward forgetting it. Days are UTC dates;
+entries of earlier days are dropped when a new day starts.
+
+One JSON file per wallet, rewritten atomically on each change; one process per file (the
+lock is a thread lock).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from verinfer.agents.policy import Payment, PolicyError, SpendingPolicy
+from verinfer.errors import ConfigError
+from verinfer.fsutil import write_atomic
+
+RESERVED, SETTLED = "reserved", "settled"
+
+
+def utc_day(now: float | None = None) -> str:
+    moment = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+    return moment.strftime("%Y-%m-%d")
+
+
+@dataclass
+class Entry:
+    amount: int
+    state: str
+    payee: str
+    model_id: int | None
+
+
+class SpendLedger:
+    """Reservations and settled payments of the current UTC day, persisted at ``path``."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], str] = utc_day) -> None:
+        self.path = path
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._day, self._entries = self._load()
+
+    def _load(self) -> tuple[str, dict[str, Entry]]:
+        if not self.path.exists():
+            return self.clock(), {}
+        try:
+            data = json.loads(self.path.read_text())
+            entries = {key: Entry(**value) for key, value in data["entries"].items()}
+            return str(data["day"]), entries
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"the spend ledger {self.path} is unreadable: {exc}",
+                hint="restore it, or delete it to forget today's spending",
+            ) from exc
+
+    def _save(self) -> None:
+        data: dict[str, Any] = {
+            "day": self._day,
+            "entries": {key: asdict(entry) for key, entry in self._entries.items()},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, json.dumps(data, indent=1).encode())
+
+    def _roll(self) -> None:
+        today = self.clock()
+        if today != self._day:
+            self._day, self._entries = today, {}
+
+    def spent_today(self) -> int:
+        """Reserved plus settled today."""
+        with self._lock:
+            self._roll()
+            return sum(entry.amount for entry in self._entries.values())
+
+    def reserve(self, key: str, payment: Payment, policy: SpendingPolicy) -> None:
+        """Check ``payment`` against ``policy`` and count it, atomically. A key already held
+        (a retry of the same call) is not counted twice, but must not cost more."""
+        with self._lock:
+            self._roll()
+            held = self._entries.get(key)
+            if held is not None:
+                if payment.amount > held.amount:
+                    raise PolicyError(
+                        f"the retry of call {key} costs {payment.amount}, more than the "
+                        f"{held.amount} reserved for it",
+                        limit="max_per_call",
+                    )
+                return
+            spent = sum(entry.amount for entry in self._entries.values())
+            policy.check(payment, spent)
+            self._entries[key] = Entry(payment.amount, RESERVED, payment.payee, payment.model_id)
+            self._save()
+
+    def settle(self, key: str) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.state != SETTLED:
+                entry.state = SETTLED
+                self._save()
+
+    def release(self, key: str) -> None:
+        """Uncount a reservation that certainly was not charged."""
+        with self._lock:
+            if self._entries.pop(key, None) is not None:
+                self._save()
+
+    def state(self, key: str) -> str | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            return None if entry is None else entry.state
