@@ -40,13 +40,21 @@ class Model:
 def register_digits(chain: Chain, book: AddressBook, *, optimistic: bool = False) -> Model:
     """Store the digits MLP, its program and manifest; register it for none + consensus
     (and, with ``optimistic``, mode optimistic with the program's step commitments)."""
-    spec = inspect_onnx(DIGITS)
-    program = compile_model(DIGITS)
+    return register_onnx(chain, book, DIGITS, compile_model(DIGITS), "digits", optimistic)
+
+
+def register_onnx(
+    chain: Chain, book: AddressBook, path: Path, program: Program, name: str,
+    optimistic: bool = False,
+) -> Model:  # fmt: skip
+    """Store the ONNX file at ``path``, its compiled ``program`` and a manifest; register it
+    at ``PRICE`` for none + consensus (+ optimistic)."""
+    spec = inspect_onnx(path)
     store = open_store()
     cid = str(store.put(spec.data))
     program_cid = str(store.put(program.to_bytes()))
     manifest = Manifest(
-        name="digits", onnx_cid=cid, spec=spec, license="MIT", parent=0,
+        name=name, onnx_cid=cid, spec=spec, license="MIT", parent=0,
         program_cid=program_cid, program_hash=program.program_hash,
         weights_root=program.weights_root,
     )  # fmt: skip
@@ -62,7 +70,7 @@ def register_digits(chain: Chain, book: AddressBook, *, optimistic: bool = False
         }  # fmt: skip
     model_id, _ = registry.register(
         ModelInput(
-            name="digits",
+            name=name,
             cid=cid,
             price=PRICE,
             royalty_bps=1_000,

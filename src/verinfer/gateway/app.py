@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -44,6 +45,13 @@ from verinfer.chain.deployments import AddressBook
 from verinfer.chain.inference import InferenceMode
 from verinfer.client import InferenceClient
 from verinfer.errors import ConfigError, ModelError, VerinferError
+from verinfer.gateway.embeddings import (
+    EMBEDDINGS_ROUTE,
+    EmbeddingsInputError,
+    EmbeddingsRequest,
+    EmbeddingsService,
+    openai_response,
+)
 from verinfer.gateway.idempotency import IdempotentPayments
 from verinfer.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
 from verinfer.gateway.pricing import Pricing, TokenDomain
@@ -64,6 +72,7 @@ from verinfer.runtime import Program
 from verinfer.store import open_store
 
 INFER_ROUTE = "POST /v1/models/:model_id/infer"
+DEFAULT_EMBEDDINGS_NAME = "all-MiniLM-L6-v2"
 _MODEL_PATH = re.compile(r"^/v1/models/(\d+)(?:/|$)")
 
 
@@ -92,28 +101,47 @@ def _mode(value: str | list[str] | None) -> InferenceMode:
     return InferenceMode.parse(value)
 
 
-def _routes(config: GatewayConfig, pricing: Pricing) -> dict[str, RouteConfig]:
+# The number of texts of the embeddings request being priced (set before payment, read by the
+# price callback: the SDK gives that callback no access to the body).
+_TEXTS: ContextVar[int] = ContextVar("verinfer_embedding_texts", default=1)
+
+
+def _routes(
+    config: GatewayConfig, pricing: Pricing, embeddings: EmbeddingsService | None
+) -> dict[str, RouteConfig]:
     def price(context: HTTPRequestContext) -> AssetAmount:
         model_id = _model_id(context.decoded_path or context.path)
         if model_id is None:  # unreachable: the route pattern matched this path
             raise ValueError(f"no model id in {context.path!r}")
         return pricing.price(model_id, _mode(context.adapter.get_query_param("mode")))
 
-    option = PaymentOption(
-        scheme="exact",
-        pay_to=config.pay_to,
-        price=price,
-        network=config.network,
-        max_timeout_seconds=config.max_timeout_seconds,
-    )
-    return {
+    def option(price: Callable[[HTTPRequestContext], AssetAmount]) -> PaymentOption:
+        return PaymentOption(
+            scheme="exact",
+            pay_to=config.pay_to,
+            price=price,
+            network=config.network,
+            max_timeout_seconds=config.max_timeout_seconds,
+        )
+
+    extensions = {PAYMENT_IDENTIFIER: declare_payment_identifier_extension()}
+    routes = {
         INFER_ROUTE: RouteConfig(
-            accepts=option,
+            accepts=option(price),
             description="one inference by verinfer's deterministic runtime",
             mime_type="application/json",
-            extensions={PAYMENT_IDENTIFIER: declare_payment_identifier_extension()},
+            extensions=extensions,
         )
     }
+    if embeddings is not None:
+        model_id = embeddings.model_id
+        routes[EMBEDDINGS_ROUTE] = RouteConfig(
+            accepts=option(lambda _: pricing.price(model_id, count=_TEXTS.get())),
+            description=f"OpenAI-compatible embeddings by {embeddings.name}, priced per text",
+            mime_type="application/json",
+            extensions=extensions,
+        )
+    return routes
 
 
 def _resource_server(config: GatewayConfig, routes: dict[str, RouteConfig]) -> x402ResourceServer:
@@ -147,13 +175,15 @@ def create_gateway_app(
     signer: LocalAccount,
     *,
     relay: Relay | None = None,
+    embeddings: EmbeddingsService | None = None,
 ) -> FastAPI:
     """The gateway's FastAPI app; the facilitator must already be reachable. ``signer`` (the
-    node's account) signs every receipt; ``relay`` sells the on-chain modes (relay.py)."""
+    node's account) signs every receipt; ``relay`` sells the on-chain modes (relay.py);
+    ``embeddings`` serves ``POST /v1/embeddings`` (embeddings.py)."""
     if (relay is None) != (pricing.quote is None):
         raise ValueError("relayed modes need both a relay and its quote in the pricing")
     chain_id = int(config.network.removeprefix("eip155:"))
-    routes = _routes(config, pricing)
+    routes = _routes(config, pricing, embeddings)
     pay = payment_middleware(
         routes, _resource_server(config, routes), sync_facilitator_on_start=False
     )
@@ -218,6 +248,17 @@ def create_gateway_app(
             refused = await run_in_threadpool(_mode_refusal, request, record, pricing)
             if refused is not None:
                 return JSONResponse({"error": refused}, status_code=400)
+        if request.url.path == "/v1/embeddings" and request.method == "POST":
+            if embeddings is None:
+                return _openai_error("this gateway serves no embeddings model", 404)
+            try:
+                parsed = await run_in_threadpool(embeddings.parse, await request.body())
+            except EmbeddingsInputError as exc:
+                return _openai_error(str(exc), 400)
+            record = await run_in_threadpool(pricing.record, embeddings.model_id)
+            if record.deprecated:
+                return _openai_error(f"{embeddings.name} is deprecated by its owner", 410)
+            _TEXTS.set(len(parsed.texts()))  # the price callback reads it
         return await call_next(request)
 
     app.add_middleware(BodyLimit, max_bytes=config.max_body)  # outermost: before payment
@@ -316,7 +357,48 @@ def create_gateway_app(
             "receipt": signed.to_json(),
         }
 
+    @app.post("/v1/embeddings", responses=PAID_RESPONSES)
+    def create_embeddings(body: EmbeddingsRequest, request: Request) -> dict[str, Any]:
+        """OpenAI-compatible embeddings, paid per text with x402; each vector has a receipt."""
+        if embeddings is None:  # unreachable: known_model answers 404 first
+            raise HTTPException(status_code=404, detail="no embeddings model")
+        payer, payment, price = _paid(request)
+        try:
+            result = embeddings.embed(body)
+        except InputUnavailableError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+        except (ModelError, ValueError) as exc:
+            detail = f"the model refuses the input: {exc}"
+            raise HTTPException(status_code=422, detail=detail) from exc
+        unit = price // len(result.runs)
+        receipts = [
+            sign_receipt(
+                signer,
+                new_receipt(
+                    chain_id=chain_id,
+                    registry=str(pricing.registry.contract.address),
+                    model_id=embeddings.model_id,
+                    input_hash=digest(encoded),
+                    output_hash=digest(output),
+                    mode=int(InferenceMode.NONE),
+                    price=unit,
+                    payer=payer,
+                    payment=payment,
+                    request_id=0,
+                ),  # fmt: skip
+            ).to_json()
+            for encoded, output in result.runs
+        ]
+        answer = openai_response(result, embeddings.name, body.encoding_format)
+        return {**answer, "receipts": receipts}
+
     return app
+
+
+def _openai_error(message: str, status: int) -> JSONResponse:
+    """An error body as OpenAI's API shapes it, which its clients parse."""
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+    return JSONResponse({"error": error}, status_code=status)
 
 
 def _program(executor: Executor, model_id: int) -> Program:
@@ -358,11 +440,19 @@ def _paid(request: Request) -> tuple[str, str, int]:
 
 
 def gateway_from_chain(
-    chain: Chain, book: AddressBook, config: GatewayConfig, *, node_fee: int, relay: bool = True
+    chain: Chain,
+    book: AddressBook,
+    config: GatewayConfig,
+    *,
+    node_fee: int,
+    relay: bool = True,
+    embeddings_model: int | None = None,
+    embeddings_name: str = DEFAULT_EMBEDDINGS_NAME,
 ) -> FastAPI:
     """The gateway for the suite in ``book``: registry prices, ``PaymentToken`` as the asset,
     programs from the configured store (``$VERINFER_STORE``), as a node would run them.
-    ``chain``'s account signs the receipts and, with ``relay``, pays relayed requests."""
+    ``chain``'s account signs the receipts and, with ``relay``, pays relayed requests;
+    ``embeddings_model`` (a registered MiniLM) serves ``/v1/embeddings`` as ``embeddings_name``."""
     registry = RegistryClient(chain, book.address("ModelRegistry"))
     token = TokenDomain.read(chain, book.address("PaymentToken"))
     store = open_store()
@@ -377,7 +467,12 @@ def gateway_from_chain(
     pricing = Pricing(
         registry, token, node_fee, quote=relayer.quote if relayer is not None else None
     )
-    return create_gateway_app(config, pricing, executor, chain.signer(), relay=relayer)
+    service = None
+    if embeddings_model is not None:
+        service = EmbeddingsService(executor, embeddings_model, embeddings_name)
+    return create_gateway_app(
+        config, pricing, executor, chain.signer(), relay=relayer, embeddings=service
+    )
 
 
 def _as_arrays(value: list[Any] | dict[str, list[Any]]) -> Any:

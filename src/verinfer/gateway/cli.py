@@ -17,7 +17,7 @@ from verinfer.chain.deployments import AddressBook
 from verinfer.chain.token import Token, parse_units
 from verinfer.cli_common import KeystoreOption, RpcUrlOption, console
 from verinfer.errors import ConfigError
-from verinfer.gateway.app import GatewayConfig, gateway_from_chain
+from verinfer.gateway.app import DEFAULT_EMBEDDINGS_NAME, GatewayConfig, gateway_from_chain
 from verinfer.gateway.facilitator import create_facilitator_app, devnet_facilitator
 from verinfer.gateway.serve import LOOPBACK, serve_forever
 
@@ -63,6 +63,15 @@ def gateway_start(
             "this account",
         ),
     ] = True,
+    embeddings_model: Annotated[
+        int | None,
+        typer.Option(
+            "--embeddings-model", help="A registered MiniLM model to serve at /v1/embeddings"
+        ),
+    ] = None,
+    embeddings_name: Annotated[
+        str, typer.Option("--embeddings-name", help="The model name OpenAI clients ask for")
+    ] = DEFAULT_EMBEDDINGS_NAME,
     rpc_url: RpcUrlOption = None,
     keystore: KeystoreOption = None,
 ) -> None:
@@ -80,7 +89,10 @@ def gateway_start(
     config = GatewayConfig(
         network=f"eip155:{chain.chain_id}", pay_to=pay_to, facilitator_url=facilitator_url
     )
-    app = gateway_from_chain(chain, book, config, node_fee=fee, relay=relay)
+    app = gateway_from_chain(
+        chain, book, config, node_fee=fee, relay=relay,
+        embeddings_model=embeddings_model, embeddings_name=embeddings_name,
+    )  # fmt: skip
     console.print(
         f"gateway on http://{LOOPBACK}:{port}, paid to {pay_to} via {facilitator_url}, "
         f"receipts signed by {chain.address}"

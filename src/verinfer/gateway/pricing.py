@@ -111,9 +111,12 @@ class Pricing:
                 self._quotes[key] = cached
         return cached[1] + self.node_fee
 
-    def price(self, model_id: int, mode: InferenceMode = InferenceMode.NONE) -> AssetAmount:
+    def price(
+        self, model_id: int, mode: InferenceMode = InferenceMode.NONE, count: int = 1
+    ) -> AssetAmount:
+        """The x402 price of ``count`` runs (an embeddings request of ``count`` texts)."""
         return AssetAmount(
-            amount=str(self.amount(model_id, mode)),
+            amount=str(self.amount(model_id, mode) * count),
             asset=self.token.address,
             extra={"name": self.token.name, "version": self.token.version},
         )

@@ -218,6 +218,14 @@ class Tokenizer:
         pool = (mask.astype(np.float64) / n_real).astype(np.float32)
         return {"input_ids": ids, "attention_mask": mask, "pool_weights": pool}
 
+    def count(self, text: str) -> int:
+        """How many tokens ``text`` has, [CLS] and [SEP] included, without truncation: what
+        ``seq_len`` it needs to be embedded whole."""
+        with self._lock:
+            self._tok.no_truncation()
+            self._tok.no_padding()
+            return len(self._tok.encode(text).ids)
+
     def tokens(self, text: str, seq_len: int = DEFAULT_SEQ_LEN) -> list[str]:
         """The real (unpadded) tokens of ``text`` after truncation, for inspection."""
         ids = self.encode(text, seq_len)
