@@ -1,14 +1,17 @@
-"""The gateway: ``POST /v1/models/{id}/infer`` paid per call with x402.
+"""The gateway: models sold per call with x402 (``POST /v1/models/{id}/infer``,
+``POST /v1/embeddings``), their terms free (``GET /v1/models[/{id}]``).
 
-Payment is the SDK's FastAPI middleware in front of the route; verinfer supplies the price
-(``Pricing``) and the computation. The middleware verifies the payment with the facilitator,
-runs the handler, and settles only when the handler answered below 400, so the order is
-verify -> compute -> settle and a request whose computation fails is never charged.
+Payment is the SDK's FastAPI middleware in front of the paid routes; verinfer supplies the
+price (pricing.py) and the computation. The middleware verifies the payment with the
+facilitator, runs the handler, and settles only when the handler answered below 400, so the
+order is verify -> compute -> settle and a call whose computation fails is never charged.
 
-An unknown model is answered 404 *before* the payment middleware (an outer middleware), so a
-client is never asked to pay for a model that does not exist; so are a bad mode (400), a
-deprecated model (410) and an oversized body (413). ``explain_refusal`` puts each payment
-refusal's reason in the 402 body (refusals.py); the SDK's headers stay, for x402 clients.
+Middlewares, outermost first: ``BodyLimit`` (413), ``known_model`` (404 unknown model, 410
+deprecated, 400 bad mode or embeddings request: all before any payment is asked),
+``idempotent_payments`` (a retry of a delivered call is answered again, not paid again:
+idempotency.py), ``explain_refusal`` (400 malformed payment header; each 402's reason in the
+body: refusals.py), then the SDK's payment middleware. Every answer carries a receipt signed
+by the node's account (receipts.py); modes other than none are relayed on-chain (relay.py).
 """
 
 from __future__ import annotations
@@ -200,7 +203,7 @@ def create_gateway_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         payment = request.headers.get("PAYMENT-SIGNATURE") or request.headers.get("X-PAYMENT")
-        if _model_id(request.url.path) is not None and request.method == "POST":
+        if request.method == "POST":
             malformed = malformed_payment(payment)
             if malformed is not None:
                 return JSONResponse({"error": malformed}, status_code=400)
