@@ -23,12 +23,9 @@ from node_kit import (
     DIGITS_SAMPLE,
     NODE_FEE,
     RunningNode,
-    fund,
-    node_config,
-    register_digits,
-    setup_node,
 )
 from test_gateway_pay import COST, Gateway, _client, _payment_required, _sample, gateway
+from test_node_optimistic import setup
 from x402 import x402Client
 from x402.extensions.payment_identifier import (
     PAYMENT_IDENTIFIER,
@@ -51,7 +48,6 @@ from verinfer.gateway.receipts import (
     digest,
     verify_receipt,
 )
-from verinfer.models.registry import Mode
 
 pytestmark = pytest.mark.integration
 __all__ = ["gateway"]  # the fixture, imported for pytest
@@ -232,24 +228,19 @@ def test_optimistic_call_is_relayed_on_chain_and_answers_with_the_nodes_claim(
 ) -> None:
     """The gateway (account 0) pays the coordinator's quote for an on-chain optimistic request;
     a staked node claims it; the answer names the claim, provisional until its window ends."""
-    model = register_digits(chain, book, optimistic=True)
-    node = setup_node(anvil.rpc_url, book, 1, model.model_id, modes=Mode.NONE | Mode.OPTIMISTIC)
-    fund(chain, book, chain.address)
-    config = node_config(
-        anvil.rpc_url, tmp_path / "n1", 1, model.model_id, modes=("none", "optimistic"),
-        start_block=chain.w3.eth.block_number,
-    )  # fmt: skip
+    model_id, node, config, client = setup(chain, book, anvil, tmp_path)
+    program = client.program(model_id)
     coordinator = CoordinatorClient(chain, book.address("InferenceCoordinator"))
-    quote = coordinator.quote(model.model_id, InferenceMode.OPTIMISTIC)
+    quote = coordinator.quote(model_id, InferenceMode.OPTIMISTIC)
     price = quote + NODE_FEE
-    terms = httpx.get(f"{gateway.url}/v1/models/{model.model_id}").json()
+    terms = httpx.get(f"{gateway.url}/v1/models/{model_id}").json()
     assert terms["prices"] == {"none": str(COST), "optimistic": str(price)}
 
     payer0, payee0 = gateway.balances()
     relayer0 = gateway.token.balance_of(chain.address)
     running = RunningNode(config)
     try:
-        url = f"{gateway.url}/v1/models/{model.model_id}/infer?mode=optimistic"
+        url = f"{gateway.url}/v1/models/{model_id}/infer?mode=optimistic"
         response = asyncio.run(_pay_capped(gateway, url, {"input": _sample()}, price))
     finally:
         running.stop()
@@ -258,7 +249,7 @@ def test_optimistic_call_is_relayed_on_chain_and_answers_with_the_nodes_claim(
     claim = answer["anchor"]
     assert claim["claimer"].lower() == node.lower() and claim["claim_id"] > 0
     assert claim["status"] == "claimed"
-    expected = model.program.run(np.load(DIGITS_SAMPLE)[:1])
+    expected = program.run(np.load(DIGITS_SAMPLE)[:1])
     assert answer["outputs"] == [o.reshape(-1).tolist() for o in expected.outputs]
     assert claim["trace_root"] == expected.trace_root
     assert claim["output_hash"] == digest(bytes.fromhex(answer["output"][2:]))
