@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from verinfer.chain.inference import InferenceMode, RequestStatus
-from verinfer.client import InferenceClient, RequestResult
+from verinfer.client import InferenceClient, RequestResult, RequestTimeoutError
 from verinfer.errors import VerinferError
 
 CLAIMED_STATUSES = (RequestStatus.CLAIMED, RequestStatus.FULFILLED, RequestStatus.REFUNDED)
@@ -54,10 +54,6 @@ class Relay:
         self.timeout = timeout
         self._send = threading.Lock()
 
-    @property
-    def account(self) -> str:
-        return str(self.client.chain.address)
-
     def quote(self, model_id: int, mode: InferenceMode) -> int:
         """What the coordinator charges for one request in ``mode``."""
         k = 3 if mode == InferenceMode.CONSENSUS else 1
@@ -80,7 +76,10 @@ class Relay:
         return Relayed(sent.request_id, data, result.output, anchor)
 
     def _wait(self, request_id: int) -> RequestResult:
-        result = self.client.wait(request_id, timeout=self.timeout)
+        try:
+            result = self.client.wait(request_id, timeout=self.timeout)
+        except RequestTimeoutError as exc:
+            raise RelayError(str(exc), status=504) from exc
         if result.refunded is not None or result.output is None:
             raise RelayError(f"request {request_id} was refunded: no node delivered", status=502)
         if result.invalid_input:
