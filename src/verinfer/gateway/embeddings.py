@@ -50,15 +50,20 @@ class EmbeddingsRequest(BaseModel):
 
 @dataclass(frozen=True)
 class EmbeddingsResult:
+    """Per text, in request order: its unit vector, the bytes a receipt signs, its trace root."""
+
     vectors: list[list[float]]
-    prompt_tokens: int
+    prompt_tokens: int  # real tokens, [CLS] and [SEP] included
     runs: list[tuple[bytes, bytes]]  # per text: (encoded input, encoded output), as signed
+    trace_roots: list[bytes]  # per text: the execution's 32-byte trace root, as infer's
 
 
 class EmbeddingsService:
     """Embeds texts with the registered MiniLM model ``model_id``, sold under ``name``."""
 
-    def __init__(self, executor: Executor, model_id: int, name: str, *, max_inputs: int = 16):
+    def __init__(
+        self, executor: Executor, model_id: int, name: str, *, max_inputs: int = 16
+    ) -> None:
         from verinfer.models.minilm import Tokenizer
 
         self.executor = executor
@@ -75,12 +80,24 @@ class EmbeddingsService:
             )
         self.seq_len = int(shapes["input_ids"][-1])
 
+    def count_inputs(self, body: bytes) -> int:
+        """How many texts the raw ``body`` asks to embed (what the price is per), once it is
+        checked as ``parse`` checks it."""
+        return len(self.parse(body).texts())
+
     def parse(self, body: bytes) -> EmbeddingsRequest:
         """The request, checked; ``EmbeddingsInputError`` says what is wrong."""
         try:
-            request = EmbeddingsRequest.model_validate(json.loads(body or b"null"))
+            raw = json.loads(body or b"null")
         except json.JSONDecodeError as exc:
             raise EmbeddingsInputError(f"the body is not JSON: {exc}") from exc
+        if isinstance(raw, dict) and _token_ids(raw.get("input")):
+            # OpenAI accepts token ids of its own tokenizers; MiniLM's ids would be a guess.
+            raise EmbeddingsInputError(
+                f"input: token-id arrays are not supported by {self.name}; send the text"
+            )
+        try:
+            request = EmbeddingsRequest.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
@@ -101,33 +118,50 @@ class EmbeddingsService:
                 f"{len(texts)} inputs: at most {self.max_inputs} per request"
             )
         for i, text in enumerate(texts):
-            if not text.strip():
-                raise EmbeddingsInputError(f"input {i} is empty")
-            n = self.tokenizer.count(text)
-            if n > self.seq_len:
-                raise EmbeddingsInputError(
-                    f"input {i} has {n} tokens; this model takes at most {self.seq_len} "
-                    "([CLS] and [SEP] included)"
-                )
+            self._check_text(i, text)
         return request
 
+    def _check_text(self, i: int, text: str) -> None:
+        """Refuse what the model cannot embed whole: ``encode`` would truncate silently."""
+        if not text.strip():
+            raise EmbeddingsInputError(f"input {i} is empty")
+        n = self.tokenizer.count(text)
+        if n > self.seq_len:
+            raise EmbeddingsInputError(
+                f"input {i} has {n} tokens; this model takes at most {self.seq_len} "
+                "([CLS] and [SEP] included)"
+            )
+
     def embed(self, request: EmbeddingsRequest) -> EmbeddingsResult:
-        """One traced run of the model per text, in order."""
+        """One traced run of the model per text, in order. Each text is checked again (the
+        request may not have come through ``parse``): none is ever truncated."""
         program = self.executor.program(self.model_id)
         vectors: list[list[float]] = []
         runs: list[tuple[bytes, bytes]] = []
+        roots: list[bytes] = []
         tokens = 0
-        for text in request.texts():
+        texts = request.texts()
+        for i, text in enumerate(texts):
+            self._check_text(i, text)
+        for text in texts:
             feeds = self.tokenizer.encode(text, self.seq_len)
             tokens += int(feeds["attention_mask"].sum())
             encoded = encode_tensors(quantize_inputs(program, feeds))
-            output, _ = self.executor.run_traced(self.model_id, encoded)
+            output, root = self.executor.run_traced(self.model_id, encoded)
             ((q, scale),) = decode_tensors(output)
             vector = np.ldexp(np.asarray(q, dtype=np.float64), -int(scale))
             norm = float(np.linalg.norm(vector))
             vectors.append((vector / norm if norm > 0 else vector).tolist())
             runs.append((encoded, output))
-        return EmbeddingsResult(vectors, tokens, runs)
+            roots.append(root)
+        return EmbeddingsResult(vectors, tokens, runs, roots)
+
+
+def _token_ids(value: object) -> bool:
+    """Whether ``value`` is OpenAI's token-id input: a list of ints or of lists of ints."""
+    if not isinstance(value, list) or not value:
+        return False
+    return all(isinstance(v, int) or isinstance(v, list) for v in value)
 
 
 def openai_response(result: EmbeddingsResult, model: str, encoding_format: str) -> dict[str, Any]:
