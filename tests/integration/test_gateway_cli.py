@@ -15,7 +15,7 @@ import pytest
 from node_kit import register_digits
 from typer.testing import CliRunner
 
-from verinfer.chain.accounts import ANVIL_DEV_KEYS, dev_account
+from verinfer.chain.accounts import dev_account
 from verinfer.chain.client import Chain
 from verinfer.chain.deployments import AddressBook
 from verinfer.chain.devnet import DevnetInfo
@@ -46,7 +46,8 @@ def test_servers_start_and_ask_for_payment(
     chain: Chain, book: AddressBook, anvil: DevnetInfo, tmp_path: Path
 ) -> None:
     model = register_digits(chain, book)
-    env = dict(os.environ, VERINFER_RPC_URL=anvil.rpc_url, VERINFER_PRIVATE_KEY=ANVIL_DEV_KEYS[2])
+    env = dict(os.environ, VERINFER_RPC_URL=anvil.rpc_url)
+    env.pop("VERINFER_PRIVATE_KEY", None)  # devnet defaults: facilitator account 2, gateway 0
     f_port, g_port = _free_port(), _free_port()
     procs = []
     try:
@@ -56,6 +57,7 @@ def test_servers_start_and_ask_for_payment(
             env=env, stdout=f_log.open("w"), stderr=subprocess.STDOUT,
         ))  # fmt: skip
         _wait(f"http://127.0.0.1:{f_port}/supported", procs[0], f_log)
+        assert f"gas from {dev_account(2).address}" in f_log.read_text()
         g_log = tmp_path / "gateway.log"
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "verinfer", "gateway", "start", "--port", str(g_port),
@@ -69,6 +71,7 @@ def test_servers_start_and_ask_for_payment(
         assert terms.status_code == 200, terms.text
         unpaid = httpx.post(f"{base}/infer", json={"input": [[0.0] * 64]}, timeout=10)
         assert unpaid.status_code == 402
+        assert terms.json()["node"] == dev_account(0).address  # the gateway signs as account 0
     finally:
         for proc in procs:
             proc.terminate()

@@ -7,11 +7,13 @@ verinfer gateway start --pay-to 0x... [--port 8402] [--node-fee 0.005]
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated
 
 import typer
 
+from verinfer.chain.accounts import DEVNET_CHAIN_ID, PRIVATE_KEY_ENV, dev_account
 from verinfer.chain.connect import connect
 from verinfer.chain.deployments import AddressBook
 from verinfer.chain.token import Token, parse_units
@@ -26,6 +28,8 @@ facilitator_app = typer.Typer(
     help="An x402 facilitator that verifies and settles payments (devnet).", no_args_is_help=True
 )
 
+FACILITATOR_DEV_ACCOUNT = 2
+
 PortOption = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1")]
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
@@ -35,8 +39,17 @@ def facilitator_start(
     port: PortOption = 8403, rpc_url: RpcUrlOption = None, keystore: KeystoreOption = None
 ) -> None:
     """Verify and settle x402 payments (EIP-3009 authorizations of the payment token) on this
-    chain; the signing account pays the settlement gas. Serves until interrupted."""
+    chain; the signing account pays the settlement gas (on the devnet, by default, anvil's dev
+    account 2, so it never shares nonces with a gateway on account 0). Serves until
+    interrupted."""
     chain = connect(rpc_url, keystore)
+    if (
+        keystore is None
+        and not os.environ.get(PRIVATE_KEY_ENV)
+        and chain.chain_id == DEVNET_CHAIN_ID
+    ):
+        # Not account 0, the gateway's default: one account, one nonce sequence, one sender.
+        chain.account = dev_account(FACILITATOR_DEV_ACCOUNT)
     network = f"eip155:{chain.chain_id}"
     devnet = devnet_facilitator(chain.rpc_url, "0x" + bytes(chain.signer().key).hex(), network)
     console.print(
