@@ -4,6 +4,7 @@ is verified; money is checked to the unit, in the wallet's ledger and on-chain."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -102,6 +103,20 @@ def test_policy_refuses_before_signing(
     assert gateway.balances() == before
 
 
+def test_async_agents_await_ainfer(gateway: Gateway, tmp_path: Path) -> None:
+    payer0, payee0 = gateway.balances()
+    agent = AgentClient(gateway.url, _wallet(gateway, tmp_path / "l.json"))
+
+    async def two_at_once() -> list[Any]:
+        calls = [agent.ainfer(gateway.model_id, _sample()) for _ in range(2)]
+        return list(await asyncio.gather(*calls))
+
+    answers = asyncio.run(two_at_once())
+    assert len({a.receipt.payment for a in answers}) == 2  # two payments, two nonces
+    assert agent.wallet.spent_today() == 2 * COST
+    assert gateway.balances() == (payer0 - 2 * COST, payee0 + 2 * COST)
+
+
 def test_a_refused_call_is_released_and_not_charged(gateway: Gateway, tmp_path: Path) -> None:
     before = gateway.balances()
     agent = AgentClient(gateway.url, _wallet(gateway, tmp_path / "l.json"))
@@ -117,8 +132,8 @@ def test_retry_under_the_same_payment_id_is_charged_once(gateway: Gateway, tmp_p
     agent = AgentClient(gateway.url, _wallet(gateway, tmp_path / "l.json"))
     call = _Call("pay_agent_retry_0123456789", gateway.model_id)
     url = f"{gateway.url}/v1/models/{gateway.model_id}/infer?mode=none"
-    first = agent._send(call, url, {"input": _sample()})
-    again = agent._send(call, url, {"input": _sample()})  # as after a dropped connection
+    first = asyncio.run(agent._send(call, url, {"input": _sample()}))
+    again = asyncio.run(agent._send(call, url, {"input": _sample()}))  # as after a dropped link
     assert first.status_code == again.status_code == 200
     assert again.headers[REPLAYED_HEADER] == "true" and again.json() == first.json()
     assert agent.wallet.spent_today() == COST

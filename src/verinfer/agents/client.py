@@ -136,12 +136,17 @@ class AgentClient:
     def infer(self, model_id: int, input: Any, mode: str = "none") -> Answer:
         """One paid inference; the answer's receipt is verified. ``PolicyError`` before any
         signature if the wallet's policy forbids the price; ``GatewayCallError`` if the
-        gateway refuses (not charged); ``ReceiptError`` if the receipt does not hold."""
+        gateway refuses (not charged); ``ReceiptError`` if the receipt does not hold.
+        From async code (a running event loop), await ``ainfer`` instead."""
+        return asyncio.run(self.ainfer(model_id, input, mode))
+
+    async def ainfer(self, model_id: int, input: Any, mode: str = "none") -> Answer:
+        """``infer`` for async agents."""
         InferenceMode.parse(mode)
         terms = self.terms(model_id)
         call = _Call(generate_payment_id(), model_id)
         url = f"{self.url}/v1/models/{model_id}/infer?mode={mode}"
-        response = self._send(call, url, {"input": input})
+        response = await self._send(call, url, {"input": input})
         if response.status_code != 200:
             if call.reserved:
                 self.wallet.release(call.payment_id)  # only delivered results are charged
@@ -149,12 +154,12 @@ class AgentClient:
         self.wallet.settle(call.payment_id)
         return self._verified(response.json(), terms, model_id, mode)
 
-    def _send(self, call: _Call, url: str, body: dict[str, Any]) -> httpx.Response:
+    async def _send(self, call: _Call, url: str, body: dict[str, Any]) -> httpx.Response:
         """POST with payment; transport failures are retried under the same payment id."""
         last: Exception | None = None
         for _ in range(self.retries + 1):
             try:
-                return asyncio.run(self._post(call, url, body))
+                return await self._post(call, url, body)
             except PaymentError as exc:
                 if call.refused is not None:
                     raise call.refused from None
