@@ -22,24 +22,17 @@ import httpx
 import numpy as np
 import pytest
 from node_kit import NODE_FEE, PRICE, fund, register_onnx
-from test_gateway_pay import FACILITATOR, PAYEE, PAYER
+from test_gateway_pay import PAYEE, PAYER, serving
 from x402 import x402Client
 from x402.http.clients import x402HttpxClient
 from x402.mechanisms.evm.exact import register_exact_evm_client
 
-from verinfer.chain.accounts import ANVIL_DEV_KEYS, dev_account
+from verinfer.chain.accounts import dev_account
 from verinfer.chain.client import Chain
 from verinfer.chain.codec import decode_tensors
 from verinfer.chain.deployments import AddressBook
 from verinfer.chain.devnet import DevnetInfo
 from verinfer.chain.token import Token
-from verinfer.gateway import (
-    GatewayConfig,
-    ServerThread,
-    create_facilitator_app,
-    devnet_facilitator,
-    gateway_from_chain,
-)
 from verinfer.gateway.embeddings import (
     EmbeddingsInputError,
     EmbeddingsRequest,
@@ -99,30 +92,12 @@ def embeddings(
     model = register_onnx(chain, book, path, program, "minilm")
     payer = dev_account(PAYER)
     fund(chain, book, payer.address, tokens=1)
-    network = f"eip155:{chain.chain_id}"
-    facilitator = ServerThread(
-        create_facilitator_app(
-            devnet_facilitator(anvil.rpc_url, ANVIL_DEV_KEYS[FACILITATOR], network)
-        )
-    )
-    try:
-        config = GatewayConfig(
-            network=network, pay_to=str(dev_account(PAYEE).address), facilitator_url=facilitator.url
-        )
-        app = gateway_from_chain(
-            chain, book, config, node_fee=NODE_FEE, embeddings_model=model.model_id,
-            embeddings_name=NAME,
+    served = serving(anvil, chain, book, embeddings_model=model.model_id, embeddings_name=NAME)
+    with served as (url, network):
+        yield Embeddings(
+            url, Token(chain, book.address("PaymentToken")), payer.address,
+            str(dev_account(PAYEE).address), network, model.model_id,
         )  # fmt: skip
-        server = ServerThread(app)
-        try:
-            yield Embeddings(
-                server.url, Token(chain, book.address("PaymentToken")), payer.address,
-                str(dev_account(PAYEE).address), network, model.model_id,
-            )  # fmt: skip
-        finally:
-            server.stop()
-    finally:
-        facilitator.stop()
 
 
 def _x402(e: Embeddings) -> x402Client:

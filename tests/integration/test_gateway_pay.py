@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +63,12 @@ class Gateway:
         return f"{self.url}/v1/models/{model_id or self.model_id}/infer"
 
 
-@pytest.fixture
-def gateway(anvil: DevnetInfo, chain: Chain, book: AddressBook) -> Iterator[Gateway]:
-    model = register_digits(chain, book)
-    payer, payee = dev_account(PAYER), str(dev_account(PAYEE).address)
-    fund(chain, book, payer.address, tokens=1)
+@contextmanager
+def serving(
+    anvil: DevnetInfo, chain: Chain, book: AddressBook, **gateway: Any
+) -> Iterator[tuple[str, str]]:
+    """A devnet facilitator (account 2) and a gateway (``gateway_from_chain`` with
+    ``gateway``'s options, paid to account 4) on loopback: yields (gateway URL, network)."""
     network = f"eip155:{chain.chain_id}"
     facilitator = ServerThread(
         create_facilitator_app(
@@ -74,15 +76,25 @@ def gateway(anvil: DevnetInfo, chain: Chain, book: AddressBook) -> Iterator[Gate
         )
     )
     try:
+        payee = str(dev_account(PAYEE).address)
         config = GatewayConfig(network=network, pay_to=payee, facilitator_url=facilitator.url)
-        server = ServerThread(gateway_from_chain(chain, book, config, node_fee=NODE_FEE))
-        token = Token(chain, book.address("PaymentToken"))
+        server = ServerThread(gateway_from_chain(chain, book, config, node_fee=NODE_FEE, **gateway))
         try:
-            yield Gateway(server.url, model.model_id, model.program, token, payer, payee, network)
+            yield server.url, network
         finally:
             server.stop()
     finally:
         facilitator.stop()
+
+
+@pytest.fixture
+def gateway(anvil: DevnetInfo, chain: Chain, book: AddressBook) -> Iterator[Gateway]:
+    model = register_digits(chain, book)
+    payer, payee = dev_account(PAYER), str(dev_account(PAYEE).address)
+    fund(chain, book, payer.address, tokens=1)
+    token = Token(chain, book.address("PaymentToken"))
+    with serving(anvil, chain, book) as (url, network):
+        yield Gateway(url, model.model_id, model.program, token, payer, payee, network)
 
 
 def _client(gw: Gateway) -> x402Client:

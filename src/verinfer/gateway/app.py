@@ -46,6 +46,7 @@ from verinfer.chain.client import Chain
 from verinfer.chain.codec import decode_tensors, encode_tensors
 from verinfer.chain.deployments import AddressBook
 from verinfer.chain.inference import InferenceMode
+from verinfer.chain.token import Token
 from verinfer.client import InferenceClient
 from verinfer.errors import ConfigError, ModelError, VerinferError
 from verinfer.gateway.embeddings import (
@@ -61,6 +62,7 @@ from verinfer.gateway.pricing import Pricing, TokenDomain
 from verinfer.gateway.receipts import SignedReceipt, digest, new_receipt, sign_receipt
 from verinfer.gateway.refusals import malformed_payment, refusal_body
 from verinfer.gateway.relay import Relay, RelayError
+from verinfer.gateway.royalties import RoyaltyLedger, royalty
 from verinfer.gateway.schemas import (
     PAID_RESPONSES,
     InferRequest,
@@ -68,6 +70,7 @@ from verinfer.gateway.schemas import (
     ModelList,
     ModelTerms,
 )
+from verinfer.home import home_dir
 from verinfer.models.programs import quantize_inputs
 from verinfer.models.registry import ModelRecord, RegistryClient, UnknownModelError
 from verinfer.node.executor import Executor, InputUnavailableError
@@ -179,10 +182,12 @@ def create_gateway_app(
     *,
     relay: Relay | None = None,
     embeddings: EmbeddingsService | None = None,
+    royalties: RoyaltyLedger | None = None,
 ) -> FastAPI:
     """The gateway's FastAPI app; the facilitator must already be reachable. ``signer`` (the
     node's account) signs every receipt; ``relay`` sells the on-chain modes (relay.py);
-    ``embeddings`` serves ``POST /v1/embeddings`` (embeddings.py)."""
+    ``embeddings`` serves ``POST /v1/embeddings`` (embeddings.py); ``royalties`` counts what
+    model owners are owed for the calls computed here (royalties.py)."""
     if (relay is None) != (pricing.quote is None):
         raise ValueError("relayed modes need both a relay and its quote in the pricing")
     chain_id = int(config.network.removeprefix("eip155:"))
@@ -197,6 +202,20 @@ def create_gateway_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         return await pay(request, call_next)
+
+    @app.middleware("http")  # just outside payment: a 200 here is a settled payment
+    async def owe_royalties(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if royalties is not None and response.status_code == 200 and request.method == "POST":
+            runs = _computed_runs(request, embeddings)
+            if runs is not None:
+                model_id, count = runs
+                record = await run_in_threadpool(pricing.record, model_id)
+                owed = royalty(int(record.price), int(record.royalty_bps)) * count
+                await run_in_threadpool(royalties.accrue, record.owner, owed)
+        return response
 
     @app.middleware("http")  # outside the payment middleware: sees its 402s
     async def explain_refusal(
@@ -398,6 +417,20 @@ def create_gateway_app(
     return app
 
 
+def _computed_runs(
+    request: Request, embeddings: EmbeddingsService | None
+) -> tuple[int, int] | None:
+    """(model id, runs) of a paid call the gateway computed itself (mode none or embeddings);
+    None for relayed calls, whose royalty the coordinator pays."""
+    model_id = _model_id(request.url.path)
+    if model_id is not None and request.url.path.endswith("/infer"):
+        mode = request.query_params.get("mode")
+        return (model_id, 1) if mode in (None, "none") else None
+    if request.url.path == "/v1/embeddings" and embeddings is not None:
+        return embeddings.model_id, _TEXTS.get()
+    return None
+
+
 def _openai_error(message: str, status: int) -> JSONResponse:
     """An error body as OpenAI's API shapes it, which its clients parse."""
     error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
@@ -451,11 +484,13 @@ def gateway_from_chain(
     relay: bool = True,
     embeddings_model: int | None = None,
     embeddings_name: str = DEFAULT_EMBEDDINGS_NAME,
+    royalties: RoyaltyLedger | None = None,
 ) -> FastAPI:
     """The gateway for the suite in ``book``: registry prices, ``PaymentToken`` as the asset,
     programs from the configured store (``$VERINFER_STORE``), as a node would run them.
     ``chain``'s account signs the receipts and, with ``relay``, pays relayed requests;
-    ``embeddings_model`` (a registered MiniLM) serves ``/v1/embeddings`` as ``embeddings_name``."""
+    ``embeddings_model`` (a registered MiniLM) serves ``/v1/embeddings`` as ``embeddings_name``;
+    ``royalties`` (see ``royalty_ledger``) counts what owners are owed for mode none."""
     registry = RegistryClient(chain, book.address("ModelRegistry"))
     token = TokenDomain.read(chain, book.address("PaymentToken"))
     store = open_store()
@@ -466,7 +501,7 @@ def gateway_from_chain(
             chain, coordinator=book.address("InferenceCoordinator"),
             registry=str(registry.contract.address), token=token.address, store=store,
         )  # fmt: skip
-        relayer = Relay(client)
+        relayer = Relay(client, tx_lock=royalties.tx_lock if royalties is not None else None)
     pricing = Pricing(
         registry, token, node_fee, quote=relayer.quote if relayer is not None else None
     )
@@ -474,8 +509,15 @@ def gateway_from_chain(
     if embeddings_model is not None:
         service = EmbeddingsService(executor, embeddings_model, embeddings_name)
     return create_gateway_app(
-        config, pricing, executor, chain.signer(), relay=relayer, embeddings=service
-    )
+        config, pricing, executor, chain.signer(), relay=relayer, embeddings=service,
+        royalties=royalties,
+    )  # fmt: skip
+
+
+def royalty_ledger(chain: Chain, book: AddressBook) -> RoyaltyLedger:
+    """The royalty ledger of ``chain``'s account, under ``$VERINFER_HOME/gateway``."""
+    path = home_dir() / "gateway" / f"royalties-{chain.chain_id}-{chain.address.lower()}.json"
+    return RoyaltyLedger(path, Token(chain, book.address("PaymentToken")))
 
 
 def _as_arrays(value: list[Any] | dict[str, list[Any]]) -> Any:

@@ -17,10 +17,16 @@ from verinfer.chain.accounts import DEVNET_CHAIN_ID, PRIVATE_KEY_ENV, dev_accoun
 from verinfer.chain.connect import connect
 from verinfer.chain.deployments import AddressBook
 from verinfer.chain.token import Token, parse_units
-from verinfer.cli_common import KeystoreOption, RpcUrlOption, console
+from verinfer.cli_common import JsonOption, KeystoreOption, RpcUrlOption, console, emit_json, out
 from verinfer.errors import ConfigError
-from verinfer.gateway.app import DEFAULT_EMBEDDINGS_NAME, GatewayConfig, gateway_from_chain
+from verinfer.gateway.app import (
+    DEFAULT_EMBEDDINGS_NAME,
+    GatewayConfig,
+    gateway_from_chain,
+    royalty_ledger,
+)
 from verinfer.gateway.facilitator import create_facilitator_app, devnet_facilitator
+from verinfer.gateway.royalties import RoyaltyPayer
 from verinfer.gateway.serve import LOOPBACK, serve_forever
 
 gateway_app = typer.Typer(help="Sell inference per call over HTTP with x402.", no_args_is_help=True)
@@ -85,13 +91,20 @@ def gateway_start(
     embeddings_name: Annotated[
         str, typer.Option("--embeddings-name", help="The model name OpenAI clients ask for")
     ] = DEFAULT_EMBEDDINGS_NAME,
+    royalty_interval: Annotated[
+        float,
+        typer.Option(
+            "--royalty-interval", min=1, help="Seconds between royalty payouts to model owners"
+        ),
+    ] = 60.0,
     rpc_url: RpcUrlOption = None,
     keystore: KeystoreOption = None,
 ) -> None:
     """Serve the registered models: `GET /v1/models/{id}` (terms, free) and
     `POST /v1/models/{id}/infer[?mode=none|zk|optimistic|consensus]` (paid per call with x402;
-    settled only for a delivered result). The account (`--keystore`) signs every receipt and
-    pays the relayed on-chain requests.
+    settled only for a delivered result). The account (`--keystore`) signs every receipt,
+    pays the relayed on-chain requests, and pays model owners their royalty on the calls it
+    computes itself (every `--royalty-interval` seconds; see `verinfer gateway royalties`).
     """
     if not _ADDRESS.fullmatch(pay_to):
         raise ConfigError(f"--pay-to: {pay_to!r} is not a 0x-prefixed 20-byte address")
@@ -102,12 +115,42 @@ def gateway_start(
     config = GatewayConfig(
         network=f"eip155:{chain.chain_id}", pay_to=pay_to, facilitator_url=facilitator_url
     )
+    ledger = royalty_ledger(chain, book)
     app = gateway_from_chain(
         chain, book, config, node_fee=fee, relay=relay,
-        embeddings_model=embeddings_model, embeddings_name=embeddings_name,
+        embeddings_model=embeddings_model, embeddings_name=embeddings_name, royalties=ledger,
     )  # fmt: skip
     console.print(
         f"gateway on http://{LOOPBACK}:{port}, paid to {pay_to} via {facilitator_url}, "
         f"receipts signed by {chain.address}"
     )
-    serve_forever(app, port=port)
+    payer = RoyaltyPayer(ledger, interval=royalty_interval).start()
+    try:
+        serve_forever(app, port=port)
+    finally:
+        payer.stop()  # a last payout
+
+
+@gateway_app.command("royalties")
+def gateway_royalties(
+    pay: Annotated[bool, typer.Option("--pay", help="Pay what is owed now")] = False,
+    json_out: JsonOption = False,
+    rpc_url: RpcUrlOption = None,
+    keystore: KeystoreOption = None,
+) -> None:
+    """What this gateway account owes model owners for the calls it computed (mode none,
+    embeddings): accrued, owed, paid, per owner. `--pay` transfers what is owed."""
+    chain = connect(rpc_url, keystore)
+    ledger = royalty_ledger(chain, AddressBook.load(chain.chain_id))
+    paid = ledger.pay_out() if pay else {}
+    balances = ledger.balances()
+    if json_out:
+        emit_json({"owners": balances, "paid_now": paid})
+        return
+    if not balances:
+        console.print("no royalties accrued by this account")
+    for owner, b in balances.items():
+        out.print(
+            f"{owner}: accrued {b['accrued']}, owed {b['owed']}, paid {b['paid']}"
+            + (f" (paid now {paid[owner]})" if owner in paid else "")
+        )

@@ -49,10 +49,16 @@ class Relayed:
 class Relay:
     """Sends relayed calls as coordinator requests from ``client``'s account."""
 
-    def __init__(self, client: InferenceClient, *, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        client: InferenceClient,
+        *,
+        timeout: float = 120.0,
+        tx_lock: threading.Lock | None = None,
+    ) -> None:
         self.client = client
         self.timeout = timeout
-        self._send = threading.Lock()
+        self._send = tx_lock or threading.Lock()  # the account's transactions, one at a time
 
     def quote(self, model_id: int, mode: InferenceMode) -> int:
         """What the coordinator charges for one request in ``mode``."""

@@ -1,0 +1,162 @@
+"""Model owners' royalties on calls the gateway computes itself (mode none).
+
+A relayed call pays the model owner through the coordinator, as any request does. A call the
+gateway answers alone is paid to the gateway only (x402 has one payee), so the gateway owes
+the owner the royalty the registry sets: ``price * royaltyBps / 10,000`` per run, the same
+rule the coordinator applies. ``RoyaltyLedger`` counts it per owner after each settled call
+and pays it out in batches from the gateway's account (one token transfer per owner).
+
+Money path, checks-effects-interactions: a payout first moves the amount from ``owed`` to
+``sending`` on disk, then transfers, then records it ``paid`` (or, if the transfer failed,
+moves it back to ``owed``). Invariant: accrued == owed + sending + paid, per owner, at every
+step. A crash during a transfer leaves its amount in ``sending``; ``recover`` (run when the
+ledger is opened) moves it back to ``owed``: an owner may then be paid that amount twice if the
+transfer had landed, never less than owed. The gateway's account bears that risk, not the
+owner.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from verinfer.chain.token import Token
+from verinfer.errors import ConfigError, VerinferError
+from verinfer.fsutil import write_atomic
+
+BPS = 10_000
+
+
+def royalty(price: int, royalty_bps: int) -> int:
+    """The owner's share of one run, rounded down (as the coordinator rounds it)."""
+    return price * royalty_bps // BPS
+
+
+@dataclass
+class _Account:
+    accrued: int = 0
+    owed: int = 0
+    paid: int = 0
+    sending: int = 0
+
+
+@dataclass
+class _State:
+    owners: dict[str, _Account] = field(default_factory=dict)
+
+
+class RoyaltyLedger:
+    """Royalties owed by one gateway account, persisted at ``path``."""
+
+    def __init__(self, path: Path, token: Token, *, tx_lock: threading.Lock | None = None):
+        self.path = path
+        self.token = token
+        self.tx_lock = tx_lock or threading.Lock()  # the account's transactions, one at a time
+        self._lock = threading.Lock()
+        self._payout = threading.Lock()  # one payout at a time
+        self._state = self._load()
+        self.recover()  # a previous process may have stopped mid-transfer
+
+    def _load(self) -> _State:
+        if not self.path.exists():
+            return _State()
+        try:
+            data = json.loads(self.path.read_text())
+            return _State({k: _Account(**v) for k, v in data["owners"].items()})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"the royalty ledger {self.path} is unreadable: {exc}",
+                hint="restore it from a backup: it records what model owners are owed",
+            ) from exc
+
+    def _save(self) -> None:
+        data: dict[str, Any] = {"owners": {k: asdict(v) for k, v in self._state.owners.items()}}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, json.dumps(data, indent=1).encode())
+
+    def accrue(self, owner: str, amount: int) -> None:
+        """Count ``amount`` owed to ``owner`` (after a settled call)."""
+        if amount < 0:
+            raise ValueError(f"a royalty cannot be negative, got {amount}")
+        if amount == 0:
+            return
+        with self._lock:
+            account = self._state.owners.setdefault(owner.lower(), _Account())
+            account.accrued += amount
+            account.owed += amount
+            self._save()
+
+    def balances(self) -> dict[str, dict[str, int]]:
+        """Per owner: accrued, owed, sending and paid."""
+        with self._lock:
+            return {
+                owner: {"accrued": a.accrued, "owed": a.owed, "sending": a.sending, "paid": a.paid}
+                for owner, a in self._state.owners.items()
+            }
+
+    def recover(self) -> None:
+        """Amounts left ``sending`` by a crash are owed again (see the module docstring)."""
+        with self._lock:
+            for account in self._state.owners.values():
+                account.owed, account.sending = account.owed + account.sending, 0
+            self._save()
+
+    def pay_out(self, minimum: int = 1) -> dict[str, int]:
+        """Transfer each owner's owed amount (when at least ``minimum``); what was paid."""
+        with self._payout:
+            return self._pay_out(minimum)
+
+    def _pay_out(self, minimum: int) -> dict[str, int]:
+        paid: dict[str, int] = {}
+        with self._lock:
+            due = [o for o, a in self._state.owners.items() if a.owed >= max(1, minimum)]
+        for owner in due:
+            with self._lock:  # effects first: the amount leaves ``owed`` before any transfer
+                account = self._state.owners[owner]
+                amount, account.owed, account.sending = account.owed, 0, account.owed
+                self._save()
+            try:
+                with self.tx_lock:
+                    self.token.transfer(owner, amount)  # raises on a revert
+            except VerinferError:
+                with self._lock:
+                    account.owed, account.sending = account.owed + amount, 0
+                    self._save()
+                continue
+            with self._lock:
+                account.paid, account.sending = account.paid + amount, 0
+                self._save()
+            paid[owner] = amount
+        return paid
+
+
+class RoyaltyPayer:
+    """Pays the ledger out every ``interval`` seconds in a daemon thread (``stop`` ends it
+    after a last payout)."""
+
+    def __init__(self, ledger: RoyaltyLedger, interval: float = 60.0, minimum: int = 1):
+        self.ledger, self.interval, self.minimum = ledger, interval, minimum
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="royalties")
+
+    def start(self) -> RoyaltyPayer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._pay()
+        self._pay()
+
+    def _pay(self) -> None:
+        try:
+            self.ledger.pay_out(self.minimum)
+        except VerinferError:
+            pass  # the ledger keeps what is owed; the next round retries
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
