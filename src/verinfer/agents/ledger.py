@@ -6,15 +6,18 @@ whose fate is unknown (the connection dropped after signing) stays reserved: the
 toward counting money that may have left, never toward forgetting it. Days are UTC dates;
 entries of earlier days are dropped when a new day starts.
 
-One JSON file per wallet, rewritten atomically on each change; one process per file (the
-lock is a thread lock).
+One JSON file per wallet, rewritten atomically on each change. Every operation re-reads it
+under an exclusive lock on a sibling ``.lock`` file (``flock``, plus a thread lock), so agents
+in several threads or processes sharing a wallet share one daily budget too.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +50,24 @@ class SpendLedger:
         self.path = path
         self.clock = clock
         self._lock = threading.Lock()
-        self._day, self._entries = self._load()
+        with self._locked():
+            pass  # an unreadable ledger is refused now, not at the first payment
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Entry]]:
+        """Today's entries, read under the locks; changes to them are written on exit."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.path.with_name(self.path.name + ".lock")
+        with self._lock, lock.open("a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes
+            day, entries = self._load()
+            today = self.clock()
+            if day != today:
+                entries = {}
+            before = {key: asdict(entry) for key, entry in entries.items()}
+            yield entries
+            if day != today or {k: asdict(e) for k, e in entries.items()} != before:
+                self._save(today, entries)
 
     def _load(self) -> tuple[str, dict[str, Entry]]:
         if not self.path.exists():
@@ -62,31 +82,23 @@ class SpendLedger:
                 hint="restore it, or delete it to forget today's spending",
             ) from exc
 
-    def _save(self) -> None:
+    def _save(self, day: str, entries: dict[str, Entry]) -> None:
         data: dict[str, Any] = {
-            "day": self._day,
-            "entries": {key: asdict(entry) for key, entry in self._entries.items()},
+            "day": day,
+            "entries": {key: asdict(entry) for key, entry in entries.items()},
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, json.dumps(data, indent=1).encode())
-
-    def _roll(self) -> None:
-        today = self.clock()
-        if today != self._day:
-            self._day, self._entries = today, {}
 
     def spent_today(self) -> int:
         """Reserved plus settled today."""
-        with self._lock:
-            self._roll()
-            return sum(entry.amount for entry in self._entries.values())
+        with self._locked() as entries:
+            return sum(entry.amount for entry in entries.values())
 
     def reserve(self, key: str, payment: Payment, policy: SpendingPolicy) -> None:
         """Check ``payment`` against ``policy`` and count it, atomically. A key already held
         (a retry of the same call) is not counted twice, but must not cost more."""
-        with self._lock:
-            self._roll()
-            held = self._entries.get(key)
+        with self._locked() as entries:
+            held = entries.get(key)
             if held is not None:
                 if payment.amount > held.amount:
                     raise PolicyError(
@@ -95,25 +107,22 @@ class SpendLedger:
                         limit="max_per_call",
                     )
                 return
-            spent = sum(entry.amount for entry in self._entries.values())
-            policy.check(payment, spent)
-            self._entries[key] = Entry(payment.amount, RESERVED, payment.payee, payment.model_id)
-            self._save()
+            policy.check(payment, sum(entry.amount for entry in entries.values()))
+            entries[key] = Entry(payment.amount, RESERVED, payment.payee, payment.model_id)
 
     def settle(self, key: str) -> None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry.state != SETTLED:
+        """The server confirmed the payment: it stays counted, as spent."""
+        with self._locked() as entries:
+            entry = entries.get(key)
+            if entry is not None:
                 entry.state = SETTLED
-                self._save()
 
     def release(self, key: str) -> None:
         """Uncount a reservation that certainly was not charged."""
-        with self._lock:
-            if self._entries.pop(key, None) is not None:
-                self._save()
+        with self._locked() as entries:
+            entries.pop(key, None)
 
     def state(self, key: str) -> str | None:
-        with self._lock:
-            entry = self._entries.get(key)
+        with self._locked() as entries:
+            entry = entries.get(key)
             return None if entry is None else entry.state

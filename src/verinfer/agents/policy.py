@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from verinfer.errors import VerinferError
+from verinfer.errors import ConfigError, VerinferError
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
@@ -23,6 +23,10 @@ class PolicyError(VerinferError):
     def __init__(self, message: str, *, limit: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.limit = limit  # which rule: max_per_call, max_per_day, payee, model, asset, network
+
+
+def _bad(message: str) -> ConfigError:
+    return ConfigError(f"invalid spending policy: {message}")
 
 
 @dataclass(frozen=True)
@@ -48,19 +52,30 @@ class SpendingPolicy:
     allowed_models: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
-        if self.max_per_call <= 0 or self.max_per_day <= 0:
-            raise ValueError("max_per_call and max_per_day must be positive token units")
+        """A policy that cannot be what its author meant is refused now, with ``ConfigError``,
+        rather than silently allowing (or refusing) every payment later."""
+        for name in ("max_per_call", "max_per_day"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise _bad(f"{name} must be a positive whole number of token units, not {value!r}")
         if self.max_per_call > self.max_per_day:
-            raise ValueError(
+            raise _bad(
                 f"max_per_call ({self.max_per_call}) is over max_per_day ({self.max_per_day})"
             )
         if not _ADDRESS.fullmatch(self.asset):
-            raise ValueError(f"asset {self.asset!r} is not a 0x-prefixed 20-byte address")
-        if not re.fullmatch(r"eip155:\d+", self.network):
-            raise ValueError(f"network {self.network!r} is not a CAIP-2 EVM chain (eip155:ID)")
+            raise _bad(f"asset {self.asset!r} is not a 0x-prefixed 20-byte address")
+        if not re.fullmatch(r"eip155:[1-9]\d*", self.network):
+            raise _bad(f"network {self.network!r} is not a CAIP-2 EVM chain (eip155:ID)")
         for payee in self.allowed_payees or ():
             if not _ADDRESS.fullmatch(payee):
-                raise ValueError(f"allowed payee {payee!r} is not an address")
+                raise _bad(f"allowed payee {payee!r} is not an address")
+        if self.allowed_payees is not None and not self.allowed_payees:
+            raise _bad("allowed_payees is empty: nothing could be paid (None allows any payee)")
+        if self.allowed_models is not None and not self.allowed_models:
+            raise _bad("allowed_models is empty: nothing could be paid (None allows any model)")
+        for model in self.allowed_models or ():
+            if isinstance(model, bool) or not isinstance(model, int) or model < 0:
+                raise _bad(f"allowed model {model!r} is not a model id")
 
     @classmethod
     def of(

@@ -58,8 +58,11 @@ class Wallet:
             key = Account.decrypt(json.loads(path.read_text()), password)
         except OSError as exc:
             raise ConfigError(f"cannot read the keystore {path}: {exc.strerror}") from exc
-        except ValueError as exc:
-            raise ConfigError(f"cannot decrypt the keystore {path}: {exc}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"cannot decrypt the keystore {path}: {exc!r}",
+                hint="check the password, and that the file is a V3 keystore",
+            ) from exc
         return cls(Account.from_key(key), policy, ledger)
 
     @classmethod
