@@ -19,12 +19,18 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from node_kit import (
-    DIGITS_SAMPLE,
-    NODE_FEE,
-    RunningNode,
+from node_kit import DIGITS_SAMPLE, NODE_FEE, RunningNode, fund, register_digits
+from test_gateway_pay import (
+    COST,
+    PAYEE,
+    PAYER,
+    Gateway,
+    _client,
+    _payment_required,
+    _sample,
+    gateway,
+    serving,
 )
-from test_gateway_pay import COST, Gateway, _client, _payment_required, _sample, gateway
 from test_node_optimistic import setup
 from x402 import x402Client
 from x402.extensions.payment_identifier import (
@@ -41,6 +47,7 @@ from verinfer.chain.client import Chain
 from verinfer.chain.deployments import AddressBook
 from verinfer.chain.devnet import DevnetInfo
 from verinfer.chain.inference import CoordinatorClient, InferenceMode
+from verinfer.chain.token import Token
 from verinfer.gateway.idempotency import REPLAYED_HEADER
 from verinfer.gateway.receipts import (
     ReceiptError,
@@ -274,3 +281,28 @@ async def _pay_capped(gw: Gateway, url: str, body: dict[str, Any], cap: int) -> 
     register_exact_evm_client(client, gw.payer)
     async with x402HttpxClient(client, timeout=120) as http:
         return await http.post(url, json=body)
+
+
+def test_a_retry_after_a_gateway_restart_is_still_answered_once(
+    anvil: DevnetInfo, chain: Chain, book: AddressBook
+) -> None:
+    """The delivered answer is kept on disk: a new gateway process on the same state answers
+    the retry (a fresh signature, the same payment id) without charging again."""
+    model = register_digits(chain, book)
+    payer = dev_account(PAYER)
+    fund(chain, book, payer.address, tokens=1)
+    token = Token(chain, book.address("PaymentToken"))
+    body = {"input": _sample()}
+    answers = []
+    balances = []
+    for _ in range(2):  # two gateway instances, one after the other, on one $VERINFER_HOME
+        with serving(anvil, chain, book) as (url, network):
+            payee = str(dev_account(PAYEE).address)
+            gw = Gateway(url, model.model_id, model.program, token, payer, payee, network)
+            balances.append(gw.balances())
+            answers.append(_paid(gw, body, "pay_restart_0123456789abcdef"))
+    first, again = answers
+    assert first.status_code == again.status_code == 200
+    assert again.headers[REPLAYED_HEADER] == "true" and again.json() == first.json()
+    payer0, payee0 = balances[0]
+    assert gw.balances() == (payer0 - COST, payee0 + COST)

@@ -56,7 +56,7 @@ from verinfer.gateway.embeddings import (
     EmbeddingsService,
     openai_response,
 )
-from verinfer.gateway.idempotency import IdempotentPayments
+from verinfer.gateway.idempotency import DeliveredCalls, IdempotentPayments
 from verinfer.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
 from verinfer.gateway.pricing import Pricing, TokenDomain
 from verinfer.gateway.receipts import SignedReceipt, digest, new_receipt, sign_receipt
@@ -183,11 +183,13 @@ def create_gateway_app(
     relay: Relay | None = None,
     embeddings: EmbeddingsService | None = None,
     royalties: RoyaltyLedger | None = None,
+    delivered: DeliveredCalls | None = None,
 ) -> FastAPI:
     """The gateway's FastAPI app; the facilitator must already be reachable. ``signer`` (the
     node's account) signs every receipt; ``relay`` sells the on-chain modes (relay.py);
     ``embeddings`` serves ``POST /v1/embeddings`` (embeddings.py); ``royalties`` counts what
-    model owners are owed for the calls computed here (royalties.py)."""
+    model owners are owed for the calls computed here (royalties.py); ``delivered`` keeps
+    delivered answers on disk for retries after a restart (idempotency.py)."""
     if (relay is None) != (pricing.quote is None):
         raise ValueError("relayed modes need both a relay and its quote in the pricing")
     chain_id = int(config.network.removeprefix("eip155:"))
@@ -243,7 +245,7 @@ def create_gateway_app(
         }
         return JSONResponse(body, status_code=402, headers=headers)
 
-    idempotent = IdempotentPayments(pricing.token, chain_id)
+    idempotent = IdempotentPayments(pricing.token, chain_id, delivered=delivered)
 
     @app.middleware("http")  # outside payment: a retry of a delivered call is not paid again
     async def idempotent_payments(
@@ -490,7 +492,8 @@ def gateway_from_chain(
     programs from the configured store (``$VERINFER_STORE``), as a node would run them.
     ``chain``'s account signs the receipts and, with ``relay``, pays relayed requests;
     ``embeddings_model`` (a registered MiniLM) serves ``/v1/embeddings`` as ``embeddings_name``;
-    ``royalties`` (see ``royalty_ledger``) counts what owners are owed for mode none."""
+    ``royalties`` (see ``royalty_ledger``) counts what owners are owed for mode none;
+    delivered answers are kept under ``$VERINFER_HOME/gateway`` for retries (a day)."""
     registry = RegistryClient(chain, book.address("ModelRegistry"))
     token = TokenDomain.read(chain, book.address("PaymentToken"))
     store = open_store()
@@ -508,9 +511,10 @@ def gateway_from_chain(
     service = None
     if embeddings_model is not None:
         service = EmbeddingsService(executor, embeddings_model, embeddings_name)
+    state = home_dir() / "gateway" / f"delivered-{chain.chain_id}-{chain.address.lower()}.sqlite"
     return create_gateway_app(
         config, pricing, executor, chain.signer(), relay=relayer, embeddings=service,
-        royalties=royalties,
+        royalties=royalties, delivered=DeliveredCalls(state),
     )  # fmt: skip
 
 

@@ -14,20 +14,26 @@ placed before the payment middleware, remembers each identifier's delivered answ
   and its authorization is signed by the same payer (a leaked identifier is worth nothing
   without the payer's key); otherwise 409 with the reason.
 
-Identifiers are kept for ``ttl`` seconds (at most ``max_entries``, oldest dropped first),
-in memory: one gateway process; a restart forgets them.
+Calls in flight are tracked in memory. Delivered answers are also kept in ``DeliveredCalls``
+(SQLite, ``$VERINFER_HOME/gateway``) for ``ttl`` seconds (a day by default), so a retry
+after a gateway restart is still answered, not charged again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import sqlite3
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from x402.extensions.payment_identifier import extract_payment_identifier
 from x402.http import decode_payment_signature_header
@@ -40,6 +46,7 @@ from verinfer.gateway.pricing import TokenDomain
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 _KEPT_HEADERS = ("content-type", "payment-response")
+Answer = tuple[int, bytes, dict[str, str]]  # status, body, the headers kept
 
 
 @dataclass
@@ -47,8 +54,46 @@ class _Call:
     fingerprint: str
     payer: str
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    answer: tuple[int, bytes, dict[str, str]] | None = None
+    answer: Answer | None = None
     at: float = field(default_factory=time.monotonic)
+
+
+class DeliveredCalls:
+    """Delivered answers by payment id, on disk (SQLite), for ``ttl`` seconds."""
+
+    def __init__(self, path: Path, *, ttl: float = 86_400.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS delivered (id TEXT PRIMARY KEY, fingerprint TEXT, "
+            "payer TEXT, status INTEGER, body BLOB, headers TEXT, at REAL)"
+        )
+        self._db.commit()
+
+    def get(self, payment_id: str) -> tuple[str, str, Answer] | None:
+        """(fingerprint, payer, answer) of a delivered call still kept."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT fingerprint, payer, status, body, headers FROM delivered "
+                "WHERE id = ? AND at > ?",
+                (payment_id, time.time() - self.ttl),
+            ).fetchone()
+        if row is None:
+            return None
+        fingerprint, payer, status, body, headers = row
+        return str(fingerprint), str(payer), (int(status), bytes(body), json.loads(headers))
+
+    def put(self, payment_id: str, fingerprint: str, payer: str, answer: Answer) -> None:
+        status, body, headers = answer
+        with self._lock:
+            self._db.execute("DELETE FROM delivered WHERE at <= ?", (time.time() - self.ttl,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (payment_id, fingerprint, payer, status, body, json.dumps(headers), time.time()),
+            )
+            self._db.commit()
 
 
 @dataclass(frozen=True)
@@ -62,11 +107,18 @@ class IdempotentPayments:
     """The middleware's state: payment identifier -> the call it paid for."""
 
     def __init__(
-        self, token: TokenDomain, chain_id: int, *, ttl: float = 3600.0, max_entries: int = 10_000
+        self,
+        token: TokenDomain,
+        chain_id: int,
+        *,
+        delivered: DeliveredCalls | None = None,
+        ttl: float = 3600.0,
+        max_entries: int = 10_000,
     ) -> None:
         self.token = token
         self.chain_id = chain_id
-        self.ttl = ttl
+        self.delivered = delivered  # None: memory only
+        self.ttl = ttl  # in memory; ``delivered`` keeps answers for its own ttl
         self.max_entries = max_entries
         self._calls: OrderedDict[str, _Call] = OrderedDict()
 
@@ -78,7 +130,9 @@ class IdempotentPayments:
             return await call_next(request)
         fingerprint = await _fingerprint(request)
         self._expire()
-        call = self._calls.get(payment.id)
+        # No await between this lookup and _first's registration: copies in flight must see
+        # each other (the disk read is a local SQLite lookup, done inline for that reason).
+        call = self._calls.get(payment.id) or self._kept(payment.id)
         if call is None:
             return await self._first(payment, fingerprint, request, call_next)
         if call.answer is None:
@@ -102,11 +156,27 @@ class IdempotentPayments:
             body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
             headers = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
             call.answer = (response.status_code, body, headers)
+            if self.delivered is not None:
+                await run_in_threadpool(
+                    self.delivered.put, payment.id, fingerprint, call.payer, call.answer
+                )
             return Response(body, status_code=response.status_code, headers=dict(response.headers))
         finally:
             if call.answer is None:
                 self._calls.pop(payment.id, None)
             call.done.set()
+
+    def _kept(self, payment_id: str) -> _Call | None:
+        """A call delivered before (by this process or an earlier one), from the disk."""
+        if self.delivered is None:
+            return None
+        kept = self.delivered.get(payment_id)
+        if kept is None:
+            return None
+        fingerprint, payer, answer = kept
+        call = _Call(fingerprint, payer, answer=answer)
+        call.done.set()
+        return call
 
     def _replay(self, call: _Call, payment: _Payment, fingerprint: str) -> Response:
         if call.fingerprint != fingerprint:
