@@ -110,7 +110,12 @@ class Chain:
     def _send(self, build: Any, tx: dict[str, Any]) -> TxReceipt:
         account = self.signer()
         try:
-            tx["gas"] = self.w3.eth.estimate_gas(build(tx)) * GAS_MARGIN_NUM // GAS_MARGIN_DEN
+            # An explicit gas keeps web3 from estimating inside build(); the probe is then
+            # estimated without that cap. (Capped by web3's own earlier estimate, a state that
+            # moved in between, e.g. another party's dispute move, failed as "out of gas".)
+            probe = dict(build({**tx, "gas": 1}))
+            del probe["gas"]
+            tx["gas"] = self.w3.eth.estimate_gas(probe) * GAS_MARGIN_NUM // GAS_MARGIN_DEN  # type: ignore[arg-type]
             tx["nonce"] = self.w3.eth.get_transaction_count(account.address, "pending")
             built = build(tx)
         except (ContractCustomError, ContractLogicError) as exc:
