@@ -32,6 +32,7 @@
 #define RATE_BYTES 136     /* 1600 - 2 * 256 bits */
 #define MAX_LEVELS 64      /* zero-subtree hashes Z[0..63] cover any tree that fits in memory */
 #define GIL_FREE_BYTES 4096 /* release the GIL for inputs at least this large */
+#define MAX_SUFFIX 2048     /* a tensor leaf's shape-and-scale suffix: 1 + 4 * 255 + 4 bytes */
 
 /* iota round constants: RC[i] has bit 2^j - 1 set iff rc(j + 7i) = 1 (FIPS 202, 3.2.5). */
 static const uint64_t RC[24] = {
@@ -346,23 +347,49 @@ words_root(const uint8_t *words, size_t m, uint8_t out[32])
 }
 
 /* Pack n int32 or int64 values (itemsize 4 or 8) as big-endian int32, 8 per word, the last
- * word zero-padded. Returns -2 if a value does not fit in int32. */
+ * word zero-padded. Returns -2 if a value does not fit in int32. One loop per item size, with
+ * the range checked after it, so that the compiler vectorizes them (with AVX2 where the CPU
+ * has it: small tensors are packed on the executor's thread, see Committer.add). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PACK_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PACK_CLONES
+#endif
+
+PACK_CLONES static int
+pack_int64(const int64_t *src, size_t n, uint8_t *words)
+{
+    uint64_t outside = 0; /* v fits in int32 iff v + 2**31 fits in 32 unsigned bits */
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = (uint64_t)src[i];
+        outside |= (v + 0x80000000u) >> 32;
+        uint32_t u = __builtin_bswap32((uint32_t)v);
+        memcpy(words + 4 * i, &u, 4);
+    }
+    return outside ? -2 : 0;
+}
+
+PACK_CLONES static void
+pack_int32(const int32_t *src, size_t n, uint8_t *words)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = __builtin_bswap32((uint32_t)src[i]);
+        memcpy(words + 4 * i, &u, 4);
+    }
+}
+
 static int
 pack_values(const void *src, int itemsize, size_t n, uint8_t *words)
 {
-    for (size_t i = 0; i < n; i++) {
-        int64_t v = itemsize == 8 ? ((const int64_t *)src)[i] : ((const int32_t *)src)[i];
-        if (v < INT32_MIN || v > INT32_MAX) {
-            return -2;
-        }
-        uint32_t u = (uint32_t)(int32_t)v;
-        words[4 * i] = (uint8_t)(u >> 24);
-        words[4 * i + 1] = (uint8_t)(u >> 16);
-        words[4 * i + 2] = (uint8_t)(u >> 8);
-        words[4 * i + 3] = (uint8_t)u;
+    int rc = 0;
+    if (itemsize == 8) {
+        rc = pack_int64(src, n, words);
+    }
+    else {
+        pack_int32(src, n, words);
     }
     memset(words + 4 * n, 0, 32 * ((n + 7) / 8) - 4 * n);
-    return 0;
+    return rc;
 }
 
 /* The tensor root of n >= 1 values: 0, -1 (out of memory) or -2 (a value outside int32). */
@@ -573,10 +600,23 @@ py_values_root(PyObject *self, PyObject *arg)
     return root_result(rc, root);
 }
 
+/* keccak256(root || suffix): a tensor's leaf in the trace (commit.tensor_leaf). */
+static void
+tensor_leaf(const uint8_t root[32], PyObject *suffix, uint8_t out[32])
+{
+    uint8_t buf[32 + MAX_SUFFIX];
+    size_t len = (size_t)PyBytes_GET_SIZE(suffix);
+    memcpy(buf, root, 32);
+    memcpy(buf + 32, PyBytes_AS_STRING(suffix), len);
+    keccak256_bytes(buf, 32 + len, out);
+}
+
 /* commit_list([keccak256(root_i || suffix_i) ...]): the trace root from each committed
- * tensor's root and its encoded shape and scale (Committer.trace). */
+ * tensor's root and its encoded shape and scale (Committer.trace). known_leaves, if given,
+ * holds per item a leaf already made (NULL where not). */
 static int
-trace_root_of(PyObject *roots, PyObject *suffixes, uint8_t out[32])
+trace_root_of(PyObject *roots, PyObject *suffixes, const uint8_t *const *known_leaves,
+              uint8_t out[32])
 {
     if (!PyList_Check(roots) || !PyTuple_Check(suffixes)) {
         PyErr_SetString(PyExc_TypeError, "expected roots: list[bytes], suffixes: tuple[bytes]");
@@ -596,17 +636,19 @@ trace_root_of(PyObject *roots, PyObject *suffixes, uint8_t out[32])
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *root = PyList_GET_ITEM(roots, i), *sfx = PyTuple_GET_ITEM(suffixes, i);
         if (!PyBytes_Check(root) || PyBytes_GET_SIZE(root) != 32 || !PyBytes_Check(sfx) ||
-            PyBytes_GET_SIZE(sfx) > 2048) {
+            PyBytes_GET_SIZE(sfx) > MAX_SUFFIX) {
             PyMem_Free(leaves);
             PyErr_Format(PyExc_ValueError, "item %zd is not a 32-byte root with a bytes suffix "
-                         "of at most 2048 bytes", i);
+                         "of at most %d bytes", i, MAX_SUFFIX);
             return -1;
         }
-        uint8_t buf[32 + 2048];
-        size_t len = (size_t)PyBytes_GET_SIZE(sfx);
-        memcpy(buf, PyBytes_AS_STRING(root), 32);
-        memcpy(buf + 32, PyBytes_AS_STRING(sfx), len);
-        keccak256_bytes(buf, 32 + len, leaves + 32 * i);
+        const uint8_t *known = known_leaves ? known_leaves[i] : NULL;
+        if (known != NULL) {
+            memcpy(leaves + 32 * i, known, 32);
+        }
+        else {
+            tensor_leaf((const uint8_t *)PyBytes_AS_STRING(root), sfx, leaves + 32 * i);
+        }
     }
     merkle_root_inplace(leaves, (size_t)n, out);
     PyMem_Free(leaves);
@@ -627,11 +669,15 @@ trace_root_of(PyObject *roots, PyObject *suffixes, uint8_t out[32])
 typedef struct job {
     struct job *next; /* queue link */
     struct Committer *owner;
-    Py_buffer view; /* keeps the array alive and unchanged until roots() */
-    int itemsize;
-    int rc; /* values_root's */
-    int state; /* QUEUED, RUNNING, DONE */
+    Py_buffer view;   /* a large array, read by whoever hashes it; released by roots() */
+    int itemsize;     /* of view's values; 0 once released, or for a packed job */
+    uint8_t *words;   /* or a small array's values, packed by add(), until hashed */
+    size_t m;         /* how many words */
+    int rc;           /* pack_values's, values_root's or words_root's */
+    PyObject *suffix; /* bytes or NULL: the tensor's shape and scale, for its trace leaf */
+    int state;        /* QUEUED, RUNNING, DONE */
     uint8_t root[32];
+    uint8_t leaf[32]; /* keccak256(root || suffix), made with the root when suffix is set */
 } job;
 
 enum { QUEUED, RUNNING, DONE };
@@ -658,6 +704,7 @@ static job *worker_job; /* the job the worker is on, for fork */
  * microseconds to wake. It polls without PAUSE: under KVM, PAUSE loops make the vCPU exit to
  * the host. */
 #define SPIN_NS 200000L
+#define PACK_HERE_VALUES 4096 /* tensors of at most this many values are packed by add() */
 
 static int64_t
 now_ns(void)
@@ -681,7 +728,18 @@ spin_until_queued(void)
 static void
 run_job(job *j)
 {
-    j->rc = values_root(j->view.buf, j->itemsize, (size_t)(j->view.len / j->itemsize), j->root);
+    if (j->words != NULL) {
+        j->rc = words_root(j->words, j->m, j->root);
+        PyMem_RawFree(j->words);
+        j->words = NULL;
+    }
+    else {
+        size_t n = (size_t)(j->view.len / j->itemsize);
+        j->rc = values_root(j->view.buf, j->itemsize, n, j->root);
+    }
+    if (j->rc == 0 && j->suffix != NULL) { /* bytes are immutable: safe without the GIL */
+        tensor_leaf(j->root, j->suffix, j->leaf);
+    }
 }
 
 /* Called with q_lock held. */
@@ -780,9 +838,20 @@ ensure_worker(void)
     return 0;
 }
 
+/* add() and hash(): a new job for arg (with its leaf if a suffix is given); with here,
+ * hashed now on the calling thread. */
 static PyObject *
-Committer_add(Committer *self, PyObject *arg)
+add_job(Committer *self, PyObject *const *args, Py_ssize_t nargs, int here)
 {
+    PyObject *arg = nargs >= 1 ? args[0] : NULL, *suffix = nargs == 2 ? args[1] : Py_None;
+    if (arg == NULL || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "expected (array) or (array, suffix: bytes)");
+        return NULL;
+    }
+    if (suffix != Py_None && (!PyBytes_Check(suffix) || PyBytes_GET_SIZE(suffix) > MAX_SUFFIX)) {
+        PyErr_Format(PyExc_ValueError, "a suffix is bytes of at most %d bytes", MAX_SUFFIX);
+        return NULL;
+    }
     if (self->roots != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "roots() was already called on this Committer");
         return NULL;
@@ -806,8 +875,33 @@ Committer_add(Committer *self, PyObject *arg)
         return NULL;
     }
     j->owner = self;
-    j->state = QUEUED;
+    j->suffix = suffix == Py_None ? NULL : Py_NewRef(suffix);
     self->jobs[self->n_jobs++] = j;
+    size_t n = (size_t)(j->view.len / j->itemsize);
+    /* A small tensor is packed here, on the caller's thread, so that the worker never reads
+     * the caller's array: with the digits MLP, the worker reading the arrays the executor was
+     * still working with slowed the executor's next steps by a third. A large one is packed
+     * by whoever hashes it (packing it here would cost the caller more than that). */
+    if (n <= PACK_HERE_VALUES || here) {
+        uint8_t *words = PyMem_RawMalloc(32 * ((n + 7) / 8));
+        j->rc = words == NULL ? -1 : pack_values(j->view.buf, j->itemsize, n, words);
+        PyBuffer_Release(&j->view);
+        j->itemsize = 0;
+        j->words = words;
+        j->m = (n + 7) / 8;
+        if (j->rc != 0 || here) { /* an error is raised by roots() */
+            if (j->rc == 0) {
+                Py_BEGIN_ALLOW_THREADS
+                run_job(j);
+                Py_END_ALLOW_THREADS
+            }
+            PyMem_RawFree(j->words);
+            j->words = NULL;
+            j->state = DONE;
+            return PyLong_FromSsize_t(self->n_jobs - 1);
+        }
+    }
+    j->state = QUEUED;
     pthread_mutex_lock(&q_lock);
     __atomic_fetch_add(&self->unfinished, 1, __ATOMIC_RELAXED);
     if (q_tail != NULL) {
@@ -824,6 +918,20 @@ Committer_add(Committer *self, PyObject *arg)
     }
     pthread_mutex_unlock(&q_lock);
     return PyLong_FromSsize_t(self->n_jobs - 1);
+}
+
+static PyObject *
+Committer_add(Committer *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return add_job(self, args, nargs, 0);
+}
+
+/* For the executor's last tensor: queued, the worker would take it just as the caller starts
+ * to wait, and the caller would wait for the handover as well as the hashing. */
+static PyObject *
+Committer_hash(Committer *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return add_job(self, args, nargs, 1);
 }
 
 /* Hash this committer's queued jobs on the calling thread, then wait for the rest. Called
@@ -886,8 +994,10 @@ Committer_roots(Committer *self, PyObject *unused)
     }
     for (Py_ssize_t i = 0; i < self->n_jobs; i++) {
         job *j = self->jobs[i];
-        PyBuffer_Release(&j->view); /* the array may change from now on */
-        j->itemsize = 0;
+        if (j->itemsize) {
+            PyBuffer_Release(&j->view); /* the array may change from now on */
+            j->itemsize = 0;
+        }
         PyObject *root = j->rc == 0 ? PyBytes_FromStringAndSize((const char *)j->root, 32)
                                     : root_result(j->rc, j->root);
         if (root == NULL) {
@@ -915,9 +1025,12 @@ Committer_trace(Committer *self, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t n = PyList_GET_SIZE(args[0]);
     PyObject *roots = PyList_New(n);
-    if (roots == NULL) {
+    const uint8_t **known = PyMem_Calloc((size_t)n + 1, sizeof(uint8_t *));
+    if (roots == NULL || known == NULL) {
+        Py_XDECREF(roots);
+        PyMem_Free(known);
         Py_DECREF(all);
-        return NULL;
+        return PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t j = PyLong_AsSsize_t(PyList_GET_ITEM(args[0], i));
@@ -927,13 +1040,29 @@ Committer_trace(Committer *self, PyObject *const *args, Py_ssize_t nargs)
             }
             Py_DECREF(roots);
             Py_DECREF(all);
+            PyMem_Free(known);
             return NULL;
         }
         PyList_SET_ITEM(roots, i, Py_NewRef(PyList_GET_ITEM(all, j)));
+        /* the leaf the job made, if made with this position's suffix (a reshape shares its
+         * input's root under another shape) */
+        job *done = self->jobs[j];
+        PyObject *sfx = PyTuple_Check(args[1]) && i < PyTuple_GET_SIZE(args[1])
+                            ? PyTuple_GET_ITEM(args[1], i) : NULL;
+        if (done->suffix != NULL && sfx != NULL &&
+            (done->suffix == sfx || (PyBytes_Check(sfx) &&
+                                     PyBytes_GET_SIZE(sfx) == PyBytes_GET_SIZE(done->suffix) &&
+                                     memcmp(PyBytes_AS_STRING(sfx),
+                                            PyBytes_AS_STRING(done->suffix),
+                                            (size_t)PyBytes_GET_SIZE(sfx)) == 0))) {
+            known[i] = done->leaf;
+        }
     }
     Py_DECREF(all);
     uint8_t out[32];
-    if (trace_root_of(roots, args[1], out) < 0) {
+    int rc = trace_root_of(roots, args[1], known, out);
+    PyMem_Free(known);
+    if (rc < 0) {
         Py_DECREF(roots);
         return NULL;
     }
@@ -952,6 +1081,8 @@ Committer_dealloc(Committer *self)
         if (self->jobs[i]->itemsize) {
             PyBuffer_Release(&self->jobs[i]->view);
         }
+        PyMem_RawFree(self->jobs[i]->words); /* NULL once hashed */
+        Py_XDECREF(self->jobs[i]->suffix);
         PyMem_RawFree(self->jobs[i]);
     }
     PyMem_Free(self->jobs);
@@ -960,9 +1091,11 @@ Committer_dealloc(Committer *self)
 }
 
 static PyMethodDef Committer_methods[] = {
-    {"add", (PyCFunction)Committer_add, METH_O,
-     "add(array) -> index: queue an int32/int64 array's tensor root. Do not modify the "
-     "array until roots() returns."},
+    {"add", (PyCFunction)(void (*)(void))Committer_add, METH_FASTCALL,
+     "add(array, suffix=None) -> index: queue an int32/int64 array's tensor root (and its "
+     "tensor leaf with that suffix). Do not modify the array until roots() returns."},
+    {"hash", (PyCFunction)(void (*)(void))Committer_hash, METH_FASTCALL,
+     "hash(array, suffix=None) -> index: as add(), computed now on the calling thread."},
     {"trace", (PyCFunction)(void (*)(void))Committer_trace, METH_FASTCALL,
      "trace(order, suffixes) -> (roots in that order, their trace root)."},
     {"roots", (PyCFunction)Committer_roots, METH_NOARGS,

@@ -88,12 +88,15 @@ def _root(values: IntArray) -> bytes:
     return tensor_root(values.astype(np.int32))
 
 
-# Tensors are hashed on a native worker thread (commit.native) while the next steps execute.
-# When a model has large tensors, BLAS gets one thread during a traced run, leaving a core to
-# the hasher: on two cores that is what keeps MiniLM's trace cheap (BENCHMARKS.md). Results
-# are exact either way.
+# Tensors are hashed on a native worker thread (commit.native) while the next steps execute;
+# the last one is hashed on the caller's thread, which has nothing else left to do. When a
+# model has large tensors, BLAS gets one thread during a traced run, leaving a core to the
+# hasher: on two cores that is what keeps MiniLM's trace cheap (BENCHMARKS.md). Results are
+# exact either way.
 _LARGE_VALUES = 16_384
-_BLAS = ThreadpoolController()
+# The BLAS libraries numpy loaded, found once: threadpoolctl's limit() context looks them up
+# again on every call, which cost 7 us a run.
+_BLAS_LIBS = ThreadpoolController().select(user_api="blas").lib_controllers
 # Steps whose output holds the same values in the same order as their first input, so the
 # same packed words and the same tensor root (only the shape differs, bound by tensor_leaf).
 _SAME_VALUES_OPS = frozenset({"reshape"})
@@ -155,6 +158,7 @@ class _Plan:
     large: bool  # some tensor is large enough that BLAS should leave a core to the hasher
     steps: tuple[_PlannedStep, ...]
     shared_roots: tuple[int | None, ...]  # per trace tensor, the earlier one with its root
+    last_root: int  # the last trace tensor with a root of its own: hashed on the caller's thread
     leaf_suffixes: tuple[bytes, ...]  # per trace tensor, its shape and scale for tensor_leaf
 
 
@@ -200,6 +204,7 @@ def _plan(program: Program) -> _Plan:
         large=any(t.size >= _LARGE_VALUES for t in program.tensors.values()),
         steps=tuple(steps),
         shared_roots=tuple(shared),
+        last_root=max((i for i, same in enumerate(shared) if same is None), default=-1),
         leaf_suffixes=tuple(
             leaf_suffix(program.tensors[s.output].shape, program.tensors[s.output].scale)
             for s in program.steps
@@ -215,8 +220,14 @@ def execute(
     plan = _plan(program)
     if not (trace and plan.large and native_commit is not None):
         return _execute(program, plan, inputs, trace=trace)
-    with _BLAS.limit(limits=1, user_api="blas"):
+    before = [lib.get_num_threads() for lib in _BLAS_LIBS]
+    for lib in _BLAS_LIBS:
+        lib.set_num_threads(1)
+    try:
         return _execute(program, plan, inputs, trace=trace)
+    finally:
+        for lib, threads in zip(_BLAS_LIBS, before, strict=True):
+            lib.set_num_threads(threads)
 
 
 def _execute(
@@ -239,7 +250,7 @@ def _execute(
             saturated[tensor.name] = clamped
     committer = native_commit.Committer() if trace and native_commit is not None else None
     jobs: list[int] = []
-    for step, run, ins, shape, limit, same in plan.steps:
+    for position, (step, run, ins, shape, limit, same) in enumerate(plan.steps):
         args = [values[n] if c is None else c for n, c in ins]
         out, clamped = run(step, args, program, limit)
         if out.shape != shape:
@@ -250,18 +261,21 @@ def _execute(
         if clamped:
             saturated[step.output] = clamped
         values[step.output] = out
-        if committer is not None:
-            jobs.append(jobs[same] if same is not None else committer.add(_committable(out)))
+        if committer is None:
+            continue
+        if same is not None:
+            jobs.append(jobs[same])
+            continue
+        # queued for the worker, but the last is hashed here: nothing is left to overlap it with
+        commit = committer.hash if position == plan.last_root else committer.add
+        suffix = plan.leaf_suffixes[position]
+        try:  # a kernel's output is C-contiguous int64, all but always
+            jobs.append(commit(out, suffix))
+        except ValueError:  # another layout or dtype: converted for the committer
+            jobs.append(commit(np.ascontiguousarray(out, dtype=np.int64), suffix))
     if saturated:
         log.warning("runtime.saturated", tensors=saturated)
     execution = Execution(program, values, saturated, committer, jobs)
     if trace:
         execution._commit()  # joins the worker before BLAS threads return
     return execution
-
-
-def _committable(values: IntArray) -> IntArray:
-    """The array as the native committer reads it: C-contiguous int64 (a view if it is)."""
-    if values.dtype == np.int64 and values.flags.c_contiguous:
-        return values
-    return np.ascontiguousarray(values, dtype=np.int64)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from verinfer.runtime.commit import native, tensor_root
+from verinfer.runtime.commit import commit_list, leaf_suffix, native, tensor_leaf, tensor_root
 
 pytestmark = pytest.mark.skipif(native is None, reason="no C extension")
 
@@ -32,6 +32,31 @@ def test_committer_roots_equal_tensor_root_in_order(arrays: list[np.ndarray]) ->
     assert committer.roots() == expected
     assert committer.roots() == expected  # a second call returns the same list
     assert [native.values_root(a) for a in arrays] == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(1, 9000), min_size=1, max_size=5),  # packed by add() and read in place
+    st.data(),
+)
+def test_trace_equals_commit_list_of_tensor_leaves(sizes: list[int], data: st.DataObject) -> None:
+    """add() and hash() with a suffix make each tensor's leaf with its root; trace() uses it,
+    or makes the leaf itself where a position shares a root under another shape."""
+    rng = np.random.default_rng(len(sizes))
+    arrays = [rng.integers(-(2**31), 2**31, size=n, dtype=np.int64) for n in sizes]
+    suffixes = [leaf_suffix((n,), 7) for n in sizes]
+    committer = native.Committer()
+    jobs = []
+    for i, (a, sfx) in enumerate(zip(arrays, suffixes, strict=True)):
+        here = data.draw(st.booleans(), label=f"hash {i} here")
+        jobs.append((committer.hash if here else committer.add)(a, sfx))
+    order = jobs + [jobs[0]]  # the last position shares the first root, as a reshape does
+    shared = leaf_suffix((1, sizes[0]), 7)
+    roots, root = committer.trace(order, (*suffixes, shared))
+    expected = [tensor_root(a) for a in arrays]
+    assert roots == [*expected, expected[0]]
+    leaves = [tensor_leaf(r, (n,), 7) for r, n in zip(expected, sizes, strict=True)]
+    assert root == commit_list([*leaves, tensor_leaf(expected[0], (1, sizes[0]), 7)])
 
 
 def test_committers_on_many_threads_at_once() -> None:
@@ -83,14 +108,32 @@ def test_arrays_that_cannot_be_committed_are_refused(bad: object) -> None:
         native.values_root(bad)
 
 
-def test_values_outside_int32_raise_at_roots() -> None:
+@pytest.mark.parametrize("method", ["add", "hash"])
+@pytest.mark.parametrize("size", [2, 10_000], ids=["packed", "in-place"])
+def test_values_outside_int32_raise_at_roots(method: str, size: int) -> None:
     committer = native.Committer()
     committer.add(np.array([1, 2], dtype=np.int64))
-    committer.add(np.array([2**31], dtype=np.int64))
+    values = np.zeros(size, dtype=np.int64)
+    values[-1] = 2**31
+    getattr(committer, method)(values, b"\x01")
     with pytest.raises(ValueError, match="int32"):
         committer.roots()
     with pytest.raises(ValueError, match="int32"):
         native.values_root(np.array([-(2**31) - 1], dtype=np.int64))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), (np.ones(2, dtype=np.int64), "shape"), (np.ones(2, dtype=np.int64), bytes(2049))],
+    ids=["no array", "str suffix", "suffix too long"],
+)
+def test_bad_arguments_are_refused(args: tuple[object, ...]) -> None:
+    committer = native.Committer()
+    with pytest.raises((TypeError, ValueError)):
+        committer.add(*args)
+    with pytest.raises((TypeError, ValueError)):
+        committer.hash(*args)
+    assert committer.roots() == []  # nothing was added
 
 
 def test_add_after_roots_is_refused() -> None:

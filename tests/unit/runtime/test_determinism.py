@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from verinfer.runtime.testmodels import TEST_MODELS
@@ -49,3 +50,30 @@ def test_repeated_runs_are_identical(name: str) -> None:
     roots = {program.run(model.feed()).trace_root for _ in range(3)}
     assert len(roots) == 1
     assert model.compile().program_hash == program.program_hash  # compiling is deterministic
+
+
+def test_trace_root_does_not_depend_on_layout_or_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel output in another memory layout is converted for the native committer, and
+    the pure-Python commitment gives the same roots."""
+    from verinfer.runtime import executor
+    from verinfer.runtime.ops import FUSED
+
+    model = TEST_MODELS["digits_mlp"]
+    feed = dict(model.feed())
+    expected = model.compile().run(feed)
+    dense = FUSED["dense"]
+
+    def fortran_order(*args: object) -> tuple[np.ndarray, int]:
+        out, clamped = dense(*args)
+        return np.asfortranarray(out), clamped
+
+    monkeypatch.setitem(FUSED, "dense", fortran_order)
+    reordered = model.compile().run(feed)  # a new program plans its steps again
+    assert not reordered.values[reordered.trace_tensors()[0].name].flags.c_contiguous
+    assert (reordered.step_roots, reordered.trace_root) == (
+        expected.step_roots,
+        expected.trace_root,
+    )
+    monkeypatch.setattr(executor, "native_commit", None)
+    pure = model.compile().run(feed)
+    assert (pure.step_roots, pure.trace_root) == (expected.step_roots, expected.trace_root)
