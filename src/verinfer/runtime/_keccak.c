@@ -686,7 +686,7 @@ typedef struct Committer {
     PyObject_HEAD
     job **jobs;
     Py_ssize_t n_jobs, cap;
-    Py_ssize_t unfinished; /* jobs not DONE; guarded by q_lock */
+    Py_ssize_t unfinished; /* jobs not DONE; changed under q_lock, with atomics */
     PyObject *roots;        /* list, once joined */
 } Committer;
 
@@ -939,6 +939,9 @@ Committer_hash(Committer *self, PyObject *const *args, Py_ssize_t nargs)
 static void
 join_jobs(Committer *self)
 {
+    if (__atomic_load_n(&self->unfinished, __ATOMIC_ACQUIRE) == 0) {
+        return; /* all done (what the worker wrote is visible): no trip through the lock */
+    }
     pthread_mutex_lock(&q_lock);
     while (self->unfinished > 0) {
         job *mine = NULL, *prev = NULL;
