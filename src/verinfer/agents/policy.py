@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from verinfer.errors import ConfigError, VerinferError
-
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+from verinfer.hexstr import is_address
 
 
 class PolicyError(VerinferError):
@@ -62,12 +61,12 @@ class SpendingPolicy:
             raise _bad(
                 f"max_per_call ({self.max_per_call}) is over max_per_day ({self.max_per_day})"
             )
-        if not _ADDRESS.fullmatch(self.asset):
+        if not is_address(self.asset):
             raise _bad(f"asset {self.asset!r} is not a 0x-prefixed 20-byte address")
         if not re.fullmatch(r"eip155:[1-9]\d*", self.network):
             raise _bad(f"network {self.network!r} is not a CAIP-2 EVM chain (eip155:ID)")
         for payee in self.allowed_payees or ():
-            if not _ADDRESS.fullmatch(payee):
+            if not is_address(payee):
                 raise _bad(f"allowed payee {payee!r} is not an address")
         if self.allowed_payees is not None and not self.allowed_payees:
             raise _bad("allowed_payees is empty: nothing could be paid (None allows any payee)")

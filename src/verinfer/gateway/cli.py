@@ -8,7 +8,6 @@ verinfer gateway start --pay-to 0x... [--port 8402] [--node-fee 0.005]
 from __future__ import annotations
 
 import os
-import re
 from typing import Annotated
 
 import typer
@@ -28,6 +27,7 @@ from verinfer.gateway.app import (
 from verinfer.gateway.facilitator import create_facilitator_app, devnet_facilitator
 from verinfer.gateway.royalties import RoyaltyPayer
 from verinfer.gateway.serve import LOOPBACK, serve_forever
+from verinfer.hexstr import is_address
 
 gateway_app = typer.Typer(help="Sell inference per call over HTTP with x402.", no_args_is_help=True)
 facilitator_app = typer.Typer(
@@ -37,7 +37,6 @@ facilitator_app = typer.Typer(
 FACILITATOR_DEV_ACCOUNT = 2
 
 PortOption = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1")]
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 @facilitator_app.command("start")
@@ -106,7 +105,7 @@ def gateway_start(
     pays the relayed on-chain requests, and pays model owners their royalty on the calls it
     computes itself (every `--royalty-interval` seconds; see `verinfer gateway royalties`).
     """
-    if not _ADDRESS.fullmatch(pay_to):
+    if not is_address(pay_to):
         raise ConfigError(f"--pay-to: {pay_to!r} is not a 0x-prefixed 20-byte address")
     chain = connect(rpc_url, keystore)
     book = AddressBook.load(chain.chain_id)

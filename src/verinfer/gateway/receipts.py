@@ -27,6 +27,7 @@ from eth_utils.crypto import keccak
 
 from verinfer.chain.inference import InferenceMode
 from verinfer.errors import VerinferError
+from verinfer.hexstr import is_address, is_bytes32
 
 DOMAIN_NAME = "verinfer receipt"
 DOMAIN_VERSION = "1"
@@ -41,8 +42,6 @@ RECEIPT_FIELDS = [
     {"name": "requestId", "type": "uint256"},
     {"name": "issuedAt", "type": "uint64"},
 ]
-_BYTES32 = re.compile(r"0x[0-9a-fA-F]{64}")
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 class ReceiptError(VerinferError):
@@ -112,10 +111,10 @@ class Receipt:
         if extra := sorted(set(data) - known):
             raise ReceiptError(f"the receipt has unknown fields {', '.join(extra)}")
         for name in ("input_hash", "output_hash", "payment"):
-            if not isinstance(data[name], str) or not _BYTES32.fullmatch(data[name]):
+            if not is_bytes32(data[name]):
                 raise ReceiptError(f"{name} must be 0x and 32 bytes of hex")
         for name in ("registry", "payer"):
-            if not isinstance(data[name], str) or not _ADDRESS.fullmatch(data[name]):
+            if not is_address(data[name]):
                 raise ReceiptError(f"{name} must be a 0x-prefixed 20-byte address")
         for name in ("chain_id", "model_id", "mode", "price", "request_id", "issued_at"):
             value = data[name]
@@ -140,7 +139,7 @@ class SignedReceipt:
         if not isinstance(data, dict) or not {"receipt", "signer", "signature"} <= set(data):
             raise ReceiptError("a signed receipt is {receipt, signer, signature}")
         signer, signature = data["signer"], data["signature"]
-        if not isinstance(signer, str) or not _ADDRESS.fullmatch(signer):
+        if not is_address(signer):
             raise ReceiptError("signer must be a 0x-prefixed 20-byte address")
         if not isinstance(signature, str) or not re.fullmatch(r"0x[0-9a-fA-F]{130}", signature):
             raise ReceiptError("signature must be 0x and 65 bytes of hex")

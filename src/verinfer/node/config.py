@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from verinfer.chain.accounts import account_from_key, account_from_keystore
 from verinfer.errors import ConfigError
+from verinfer.hexstr import is_address
 
 __all__ = [
     "ForcedErrorsConfig",
@@ -34,7 +35,6 @@ __all__ = [
 ModeName = Literal["none", "consensus", "optimistic", "zk"]
 _FEE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _SECRET_FIELDS = {"private_key", "secret", "mnemonic", "password", "seed"}
 
 
@@ -218,7 +218,7 @@ class NodeConfig(_Strict):
     @field_validator("coordinator", "node_registry", "model_registry")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        if value is not None and not _ADDRESS.fullmatch(value):
+        if value is not None and not is_address(value):
             raise ValueError(f"{value!r} is not a 0x-prefixed 20-byte address")
         return value
 
