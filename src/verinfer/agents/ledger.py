@@ -14,7 +14,6 @@ in several threads or processes sharing a wallet share one daily budget too.
 from __future__ import annotations
 
 import fcntl
-import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from verinfer.agents.policy import Payment, PolicyError, SpendingPolicy
-from verinfer.errors import ConfigError
-from verinfer.fsutil import write_atomic
+from verinfer.fsutil import read_json_state, write_json_state
 
 RESERVED, SETTLED = "reserved", "settled"
 
@@ -70,24 +68,23 @@ class SpendLedger:
                 self._save(today, entries)
 
     def _load(self) -> tuple[str, dict[str, Entry]]:
-        if not self.path.exists():
-            return self.clock(), {}
-        try:
-            data = json.loads(self.path.read_text())
-            entries = {key: Entry(**value) for key, value in data["entries"].items()}
-            return str(data["day"]), entries
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"the spend ledger {self.path} is unreadable: {exc}",
-                hint="restore it, or delete it to forget today's spending",
-            ) from exc
+        state = read_json_state(
+            self.path,
+            lambda data: (
+                str(data["day"]),
+                {key: Entry(**value) for key, value in data["entries"].items()},
+            ),
+            what="spend ledger",
+            hint="restore it, or delete it to forget today's spending",
+        )
+        return state if state is not None else (self.clock(), {})
 
     def _save(self, day: str, entries: dict[str, Entry]) -> None:
         data: dict[str, Any] = {
             "day": day,
             "entries": {key: asdict(entry) for key, entry in entries.items()},
         }
-        write_atomic(self.path, json.dumps(data, indent=1).encode())
+        write_json_state(self.path, data)
 
     def spent_today(self) -> int:
         """Reserved plus settled today."""

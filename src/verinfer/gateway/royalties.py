@@ -17,15 +17,14 @@ owner.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from verinfer.chain.token import Token
-from verinfer.errors import ConfigError, VerinferError
-from verinfer.fsutil import write_atomic
+from verinfer.errors import VerinferError
+from verinfer.fsutil import read_json_state, write_json_state
 
 BPS = 10_000
 
@@ -61,21 +60,17 @@ class RoyaltyLedger:
         self.recover()  # a previous process may have stopped mid-transfer
 
     def _load(self) -> _State:
-        if not self.path.exists():
-            return _State()
-        try:
-            data = json.loads(self.path.read_text())
-            return _State({k: _Account(**v) for k, v in data["owners"].items()})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"the royalty ledger {self.path} is unreadable: {exc}",
-                hint="restore it from a backup: it records what model owners are owed",
-            ) from exc
+        state = read_json_state(
+            self.path,
+            lambda data: _State({k: _Account(**v) for k, v in data["owners"].items()}),
+            what="royalty ledger",
+            hint="restore it from a backup: it records what model owners are owed",
+        )
+        return state if state is not None else _State()
 
     def _save(self) -> None:
         data: dict[str, Any] = {"owners": {k: asdict(v) for k, v in self._state.owners.items()}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path, json.dumps(data, indent=1).encode())
+        write_json_state(self.path, data)
 
     def accrue(self, owner: str, amount: int) -> None:
         """Count ``amount`` owed to ``owner`` (after a settled call)."""
