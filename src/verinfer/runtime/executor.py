@@ -38,9 +38,8 @@ class Execution:
     program: Program
     values: dict[str, IntArray]  # inputs and every step output, int64
     saturated: dict[str, int]  # tensor name -> how many values were clamped
-    # Tensor roots under way on the native worker: per trace tensor, its job in the committer.
-    committer: Any = field(default=None, repr=False)
-    jobs: list[int] = field(default_factory=list, repr=False)
+    # Each step output's tensor root and the trace root, once made (by the native committer
+    # during the run, or by _commit on first use).
     _trace: tuple[list[bytes], bytes] | None = field(default=None, repr=False)
 
     @property
@@ -69,17 +68,13 @@ class Execution:
         """Each step output's tensor root, and the trace root over them (made once)."""
         if self._trace is not None:
             return self._trace
-        suffixes = _plan(self.program).leaf_suffixes
-        if self.committer is not None and suffixes:
-            roots, root = self.committer.trace(self.jobs, suffixes)
-            self.committer = None
-        else:
-            roots = []
-            for t, same in zip(self.trace_tensors(), _plan(self.program).shared_roots, strict=True):
-                roots.append(roots[same] if same is not None else _root(self.values[t.name]))
-            leaves = [keccak256(r + sfx) for r, sfx in zip(roots, suffixes, strict=True)]
-            # the tensor_leaf of each, in a list; no step computes anything: nothing to commit
-            root = commit_list(leaves) if leaves else bytes(32)
+        plan = _plan(self.program)
+        roots: list[bytes] = []
+        for t, same in zip(self.trace_tensors(), plan.shared_roots, strict=True):
+            roots.append(roots[same] if same is not None else _root(self.values[t.name]))
+        leaves = [keccak256(r + sfx) for r, sfx in zip(roots, plan.leaf_suffixes, strict=True)]
+        # the tensor_leaf of each, in a list; no step computes anything: nothing to commit
+        root = commit_list(leaves) if leaves else bytes(32)
         self._trace = (roots, root)
         return self._trace
 
@@ -158,6 +153,7 @@ class _Plan:
     large: bool  # some tensor is large enough that BLAS should leave a core to the hasher
     steps: tuple[_PlannedStep, ...]
     shared_roots: tuple[int | None, ...]  # per trace tensor, the earlier one with its root
+    job_order: list[int]  # per trace tensor, its job in the native committer
     last_root: int  # the last trace tensor with a root of its own: hashed on the caller's thread
     leaf_suffixes: tuple[bytes, ...]  # per trace tensor, its shape and scale for tensor_leaf
 
@@ -204,6 +200,7 @@ def _plan(program: Program) -> _Plan:
         large=any(t.size >= _LARGE_VALUES for t in program.tensors.values()),
         steps=tuple(steps),
         shared_roots=tuple(shared),
+        job_order=_job_order(shared),
         last_root=max((i for i, same in enumerate(shared) if same is None), default=-1),
         leaf_suffixes=tuple(
             leaf_suffix(program.tensors[s.output].shape, program.tensors[s.output].scale)
@@ -212,6 +209,20 @@ def _plan(program: Program) -> _Plan:
     )
     program._plan.append(plan)
     return plan
+
+
+def _job_order(shared: list[int | None]) -> list[int]:
+    """Per trace tensor, its job in the native committer: jobs are added in step order, one
+    per tensor with a root of its own, and a tensor that shares a root shares its job."""
+    order: list[int] = []
+    jobs = 0
+    for same in shared:
+        if same is None:
+            order.append(jobs)
+            jobs += 1
+        else:
+            order.append(order[same])
+    return order
 
 
 def execute(
@@ -249,7 +260,7 @@ def _execute(
         if clamped:
             saturated[tensor.name] = clamped
     committer = native_commit.Committer() if trace and native_commit is not None else None
-    jobs: list[int] = []
+    committed: tuple[list[bytes], bytes] | None = None
     for position, (step, run, ins, shape, limit, same) in enumerate(plan.steps):
         args = [values[n] if c is None else c for n, c in ins]
         out, clamped = run(step, args, program, limit)
@@ -261,21 +272,21 @@ def _execute(
         if clamped:
             saturated[step.output] = clamped
         values[step.output] = out
-        if committer is None:
-            continue
-        if same is not None:
-            jobs.append(jobs[same])
+        if committer is None or same is not None:
             continue
         # queued for the worker, but the last is hashed here: nothing is left to overlap it with
-        commit = committer.hash if position == plan.last_root else committer.add
+        last = position == plan.last_root
+        commit = committer.hash if last else committer.add
         suffix = plan.leaf_suffixes[position]
         try:  # a kernel's output is C-contiguous int64, all but always
-            jobs.append(commit(out, suffix))
+            commit(out, suffix)
         except ValueError:  # another layout or dtype: converted for the committer
-            jobs.append(commit(np.ascontiguousarray(out, dtype=np.int64), suffix))
+            commit(np.ascontiguousarray(out, dtype=np.int64), suffix)
+        if last:  # waits for the worker, before BLAS threads return
+            committed = committer.trace(plan.job_order, plan.leaf_suffixes)
     if saturated:
         log.warning("runtime.saturated", tensors=saturated)
-    execution = Execution(program, values, saturated, committer, jobs)
+    execution = Execution(program, values, saturated, _trace=committed)
     if trace:
-        execution._commit()  # joins the worker before BLAS threads return
+        execution._commit()  # made above, or here without the native committer
     return execution
