@@ -46,11 +46,11 @@ def batched(feed: dict[str, Any], batch: int) -> dict[str, Any]:
 def measure(
     label: str, onnx_path: Any, program: Program, feed: dict[str, Any], repeat: int
 ) -> None:
-    options = ort.SessionOptions()
-    # No spinning: idle onnxruntime threads would otherwise steal the cores verinfer runs on.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(onnx_path), options, ["CPUExecutionProvider"])
+    # onnxruntime as a user gets it: default options, its thread pool spinning between runs
+    # (turning spinning off makes every run wait for threads to wake, 1.5x-3x slower here).
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ort_ms = median_ms(lambda: session.run(None, feed), repeat)
+    time.sleep(0.2)  # its threads stop spinning, and leave both cores to verinfer
     run_ms = median_ms(lambda: program.run(feed, trace=False), repeat)
     traced_ms = median_ms(lambda: program.run(feed, trace=True).trace_root, repeat)
     extra = traced_ms - run_ms
