@@ -505,6 +505,66 @@ DEFINE_CONV_ROWS_F64(conv_rows_f64x4, 4, __attribute__((target("avx2,fma"))))
 DEFINE_CONV_ROWS_F64(conv_rows_f64x8, 8, __attribute__((target("avx512f"))))
 #endif
 
+/* A batch of images in SIMD lanes: with x stored as xt[c][y][x][image] (float64), output
+ * channel m at (oy, ox) is the sum over its taps of w * (the vector of that input position),
+ * for LANE_VECS vectors of images at once: independent multiply-add chains in registers, no
+ * im2col and no gathers, and taps that fall in the padding are skipped rather than multiplied
+ * by zeros. ot[m][oy][ox][image] receives the sums. Exact for the same reason as
+ * conv_rows_f64 (the caller checked the bound). */
+#define LANE_VECS 8
+#define DEFINE_CONV_LANES(NAME, WIDTH, ATTR)                                                 \
+    typedef double NAME##_vec __attribute__((vector_size(8 * WIDTH), aligned(8), may_alias)); \
+    ATTR static void NAME(const conv_args *a, const double *restrict xt, Py_ssize_t nl,      \
+                          const double *restrict w, double *restrict ot)                    \
+    {                                                                                       \
+        const Py_ssize_t mg = a->m / a->group, khw = a->kh * a->kw;                         \
+        for (Py_ssize_t l0 = 0; l0 < nl; l0 += LANE_VECS * WIDTH) {                         \
+            for (Py_ssize_t m = 0; m < a->m; m++) {                                         \
+                const Py_ssize_t g = m / mg;                                                \
+                for (Py_ssize_t oy = 0; oy < a->oh; oy++) {                                 \
+                    for (Py_ssize_t ox = 0; ox < a->ow; ox++) {                             \
+                        NAME##_vec sum[LANE_VECS] = {{0}};                                  \
+                        for (Py_ssize_t ci = 0; ci < a->cg; ci++) {                         \
+                            const Py_ssize_t c = g * a->cg + ci;                            \
+                            for (Py_ssize_t i = 0; i < a->kh; i++) {                        \
+                                const Py_ssize_t iy = oy * a->sh - a->pt + i * a->dh;       \
+                                if (iy < 0 || iy >= a->h) {                                 \
+                                    continue;                                               \
+                                }                                                           \
+                                for (Py_ssize_t j = 0; j < a->kw; j++) {                    \
+                                    const Py_ssize_t ix = ox * a->sw - a->pl + j * a->dw;   \
+                                    if (ix < 0 || ix >= a->wd) {                            \
+                                        continue;                                           \
+                                    }                                                       \
+                                    const double wv = w[(m * a->cg + ci) * khw + i * a->kw + j]; \
+                                    const double *xv =                                      \
+                                        xt + ((c * a->h + iy) * a->wd + ix) * nl + l0;      \
+                                    for (int v = 0; v < LANE_VECS; v++) {                   \
+                                        sum[v] += wv * *(const NAME##_vec *)(xv + v * WIDTH); \
+                                    }                                                       \
+                                }                                                           \
+                            }                                                               \
+                        }                                                                   \
+                        double *out = ot + ((m * a->oh + oy) * a->ow + ox) * nl + l0;       \
+                        for (int v = 0; v < LANE_VECS; v++) {                               \
+                            *(NAME##_vec *)(out + v * WIDTH) = sum[v];                      \
+                        }                                                                   \
+                    }                                                                       \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+typedef void (*conv_lanes_fn)(const conv_args *, const double *, Py_ssize_t, const double *,
+                              double *);
+static conv_lanes_fn conv_lanes = NULL; /* set by select_conv_rows where the CPU has it */
+static Py_ssize_t conv_lanes_width = 0; /* images per pass: LANE_VECS vectors */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+DEFINE_CONV_LANES(conv_lanes_f64x4, 4, __attribute__((target("avx2,fma"))))
+DEFINE_CONV_LANES(conv_lanes_f64x8, 8, __attribute__((target("avx512f"))))
+#endif
+
 static void
 select_conv_rows(void)
 {
@@ -512,10 +572,56 @@ select_conv_rows(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) {
         conv_rows_f64 = conv_rows_f64x8;
+        conv_lanes = conv_lanes_f64x8;
+        conv_lanes_width = LANE_VECS * 8;
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         conv_rows_f64 = conv_rows_f64x4;
+        conv_lanes = conv_lanes_f64x4;
+        conv_lanes_width = LANE_VECS * 4;
     }
 #endif
+}
+
+/* The conv with the batch in lanes (see conv_lanes): transposes x in, sums, requantizes the
+ * sums out in the layout of dst. Returns the clamped count, or -1 when out of memory. */
+static Py_ssize_t
+conv_batch_lanes(const conv_args *a)
+{
+    const Py_ssize_t width = conv_lanes_width;
+    const Py_ssize_t nl = (a->n + width - 1) / width * width, chw = a->c * a->h * a->wd;
+    const Py_ssize_t p_len = a->oh * a->ow, n_w = a->m * a->cg * a->kh * a->kw;
+    double *xt = PyMem_RawMalloc((size_t)(chw * nl + a->m * p_len * nl + n_w) * sizeof(double));
+    if (xt == NULL) {
+        return -1;
+    }
+    double *ot = xt + chw * nl, *w = ot + a->m * p_len * nl;
+    for (Py_ssize_t e = 0; e < chw; e++) {
+        double *row = xt + e * nl;
+        for (Py_ssize_t b = 0; b < a->n; b++) {
+            row[b] = (double)a->x[b * chw + e];
+        }
+        for (Py_ssize_t b = a->n; b < nl; b++) {
+            row[b] = 0.0; /* lanes past the batch: computed, never read */
+        }
+    }
+    for (Py_ssize_t k = 0; k < n_w; k++) {
+        w[k] = (double)a->w[k];
+    }
+    conv_lanes(a, xt, nl, w, ot);
+    Py_ssize_t over = 0;
+    for (Py_ssize_t m = 0; m < a->m; m++) {
+        const int64_t add = a->bias ? wrap_shl(a->bias[m], a->bias_shift) : 0;
+        for (Py_ssize_t p = 0; p < p_len; p++) {
+            const double *sums = ot + (m * p_len + p) * nl;
+            int64_t *out = a->dst + m * p_len + p;
+            for (Py_ssize_t b = 0; b < a->n; b++) {
+                const int64_t v = wrap_add((int64_t)sums[b], add);
+                out[b * a->m * p_len] = clamp(shr_round(v, a->shift), a->limit, &over);
+            }
+        }
+    }
+    PyMem_RawFree(xt);
+    return over;
 }
 
 /* The same in int64 (wrapping), for sums that may not fit float64. */
@@ -579,6 +685,17 @@ conv_loop(const conv_args *a)
     const double bound = (double)k_len * (double)max_abs(a->x, a->n * a->c * a->h * a->wd) *
                          (double)max_abs(a->w, a->m * k_len);
     const int fp = bound < 4503599627370496.0; /* 2**52 */
+    /* A depthwise conv (one output channel per group) over a batch that fills at least half
+     * the lanes of a pass, in scratch of at most 128 MB: the images in SIMD lanes. Blocked
+     * by CONV_ROWS output channels, it would compute 4 rows to keep 1, and gather a column
+     * buffer per group; with more channels per group the blocked product is as fast and its
+     * scratch is smaller. */
+    const double lanes_scratch = (double)(a->c * a->h * a->wd + a->m * p_len) *
+                                 (double)(a->n + conv_lanes_width);
+    if (fp && conv_lanes != NULL && mg == 1 && 2 * a->n >= conv_lanes_width &&
+        lanes_scratch < (double)(1LL << 24)) {
+        return conv_batch_lanes(a);
+    }
     if ((double)nb * (double)a->cg * (double)hp * (double)wp > (double)(1LL << 40)) {
         return -1;
     }

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 LIMITS = st.sampled_from([0, 1, 7, 1000, ACT_MAX, INT32_MAX])
+SMALL_BATCH = st.integers(1, 3)
 
 
 def ints(bound: int) -> st.SearchStrategy[int]:
@@ -46,11 +47,13 @@ def same(got: tuple[np.ndarray, int] | None, want: tuple[np.ndarray, int]) -> No
 
 
 @st.composite
-def conv_cases(draw: st.DrawFn) -> tuple[Any, ...]:
+def conv_cases(
+    draw: st.DrawFn, batch: st.SearchStrategy[int] = SMALL_BATCH, depthwise: bool = False
+) -> tuple[Any, ...]:
     group, cg, mg = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 5))
-    if draw(st.booleans()):  # depthwise, the numpy reference's own branch
+    if depthwise or draw(st.booleans()):  # depthwise, the numpy reference's own branch
         cg, mg = 1, 1
-    n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    n, h, w = draw(batch), draw(st.integers(1, 7)), draw(st.integers(1, 7))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilations = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
@@ -87,6 +90,17 @@ def test_conv2d_matches_numpy(case: tuple[Any, ...]) -> None:
     # non-contiguous inputs go through a copy, with the same result
     wide = np.repeat(x, 2, axis=-1)[..., ::2]
     same(fused.conv2d(wide, w, bias, attrs, limit), want)
+
+
+@settings(max_examples=80, deadline=None)
+@given(conv_cases(batch=st.sampled_from([16, 32, 47, 64, 100]), depthwise=True))
+def test_depthwise_conv2d_over_a_batch_matches_numpy(case: tuple[Any, ...]) -> None:
+    """A depthwise conv over a batch runs with the images in SIMD lanes (two passes and a
+    partial one at 100 images); the other path at 16 with AVX-512 (a quarter of the lanes)."""
+    x, w, bias, attrs, limit = case
+    same(
+        fused.conv2d(x, w, bias, attrs, limit), saturate(conv2d_reference(x, w, bias, attrs), limit)
+    )
 
 
 def test_conv2d_int64_sums_wrap_like_numpy() -> None:
