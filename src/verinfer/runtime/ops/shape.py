@@ -15,7 +15,7 @@ import onnx
 
 from verinfer.errors import ModelError
 from verinfer.runtime.fixed import ACT_MAX, INT32_MAX, IntArray, quantize_real, scale_for, shr_round
-from verinfer.runtime.ops import attr, kernel, lowering
+from verinfer.runtime.ops import attr, fused, kernel, lowering
 from verinfer.runtime.program import Kind, Program, Step, Tensor
 
 if TYPE_CHECKING:
@@ -91,6 +91,15 @@ def lower_reshape(node: onnx.NodeProto, ctx: CompileContext) -> None:
 @kernel("reshape")
 def run_reshape(step: Step, args: list[IntArray], program: Program) -> IntArray:
     return args[0].reshape(step.attrs["shape"]).copy()
+
+
+@fused("reshape")
+def run_reshape_saturated(
+    step: Step, args: list[IntArray], program: Program, limit: int
+) -> tuple[IntArray, int]:
+    """Nothing to saturate: the values are the input's, of the same kind (emit_reshape), so
+    already within the limit of that kind."""
+    return run_reshape(step, args, program), 0
 
 
 # --- Transpose ------------------------------------------------------------------------------
