@@ -131,7 +131,9 @@ def test_openai_sdk_pays_per_text_and_gets_sentence_embeddings(embeddings: Embed
     assert np.all(cosines > 0.99)
 
 
-def test_each_vector_has_a_receipt_over_its_bytes(embeddings: Embeddings) -> None:
+def test_each_vector_has_a_receipt_over_its_bytes(
+    embeddings: Embeddings, minilm_build: tuple[Path, Program]
+) -> None:
     async def raw() -> httpx.Response:
         async with x402HttpxClient(_x402(embeddings), timeout=120) as http:
             body = {"model": NAME, "input": list(SENTENCES[:2]), "encoding_format": "base64"}
@@ -150,6 +152,10 @@ def test_each_vector_has_a_receipt_over_its_bytes(embeddings: Embeddings) -> Non
     hashes = {r["receipt"]["input_hash"] for r in answer["receipts"]}
     assert len(hashes) == 2 and all(h.startswith("0x") for h in hashes)
     assert digest(b"") not in hashes
+    # and the trace root of each run, the deterministic runtime's for that text
+    program, tokenizer = minilm_build[1], Tokenizer()
+    roots = [program.run(tokenizer.encode(s, SEQ_LEN)).trace_root for s in SENTENCES[:2]]
+    assert [d["trace_root"] for d in answer["data"]] == roots
 
 
 REFUSED = [

@@ -165,7 +165,8 @@ def _token_ids(value: object) -> bool:
 
 
 def openai_response(result: EmbeddingsResult, model: str, encoding_format: str) -> dict[str, Any]:
-    """OpenAI's embeddings response body."""
+    """OpenAI's embeddings response body; each item also carries its run's ``trace_root``, as
+    the answer of ``/infer`` in mode none does (a key OpenAI clients ignore)."""
 
     def encode(vector: list[float]) -> list[float] | str:
         if encoding_format == "base64":
@@ -175,8 +176,13 @@ def openai_response(result: EmbeddingsResult, model: str, encoding_format: str) 
     return {
         "object": "list",
         "data": [
-            {"object": "embedding", "index": i, "embedding": encode(v)}
-            for i, v in enumerate(result.vectors)
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": encode(v),
+                "trace_root": "0x" + r.hex(),
+            }
+            for i, (v, r) in enumerate(zip(result.vectors, result.trace_roots, strict=True))
         ],
         "model": model,
         "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
