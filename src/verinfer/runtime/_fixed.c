@@ -207,6 +207,15 @@ py_quantize(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* clamp, then max(floor, .): floor is -limit (plain saturation) or 0 (a fused Relu, which
+ * counts what it clamps as saturate-then-Relu does). */
+static inline int64_t
+clamp_floor(int64_t x, int64_t floor, int64_t limit, Py_ssize_t *over)
+{
+    x = clamp(x, limit, over);
+    return x < floor ? floor : x;
+}
+
 /* ------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -215,7 +224,7 @@ typedef struct {
     const int64_t *bias; /* NULL or n_bias values, broadcast over the last axis */
     Py_ssize_t n_bias;
     int bias_shift, shift;
-    int64_t limit;
+    int64_t limit, floor; /* floor: -limit, or 0 with a fused Relu */
     int64_t *dst;
     Py_ssize_t n;
 } requant_args;
@@ -225,18 +234,18 @@ requantize_loop(const requant_args *a)
 {
     Py_ssize_t over = 0;
     const int shift = a->shift;
-    const int64_t limit = a->limit;
+    const int64_t limit = a->limit, floor = a->floor;
     int64_t *dst = a->dst;
     if (a->bias == NULL) {
         if (a->acc_kind == 'd') {
             const double *acc = a->acc;
             for (Py_ssize_t i = 0; i < a->n; i++) {
-                dst[i] = clamp(shr_round((int64_t)acc[i], shift), limit, &over);
+                dst[i] = clamp_floor(shr_round((int64_t)acc[i], shift), floor, limit, &over);
             }
         } else {
             const int64_t *acc = a->acc;
             for (Py_ssize_t i = 0; i < a->n; i++) {
-                dst[i] = clamp(shr_round(acc[i], shift), limit, &over);
+                dst[i] = clamp_floor(shr_round(acc[i], shift), floor, limit, &over);
             }
         }
         return over;
@@ -248,7 +257,7 @@ requantize_loop(const requant_args *a)
         for (Py_ssize_t row = 0; row < a->n; row += m) {
             for (Py_ssize_t j = 0; j < m; j++) {
                 int64_t x = wrap_add((int64_t)acc[row + j], wrap_shl(a->bias[j], bias_shift));
-                dst[row + j] = clamp(shr_round(x, shift), limit, &over);
+                dst[row + j] = clamp_floor(shr_round(x, shift), floor, limit, &over);
             }
         }
     } else {
@@ -256,7 +265,7 @@ requantize_loop(const requant_args *a)
         for (Py_ssize_t row = 0; row < a->n; row += m) {
             for (Py_ssize_t j = 0; j < m; j++) {
                 int64_t x = wrap_add(acc[row + j], wrap_shl(a->bias[j], bias_shift));
-                dst[row + j] = clamp(shr_round(x, shift), limit, &over);
+                dst[row + j] = clamp_floor(shr_round(x, shift), floor, limit, &over);
             }
         }
     }
@@ -266,15 +275,16 @@ requantize_loop(const requant_args *a)
 static PyObject *
 py_requantize(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6) {
+    if (nargs != 7) {
         PyErr_SetString(PyExc_TypeError,
-                        "requantize(acc, bias, bias_shift, shift, limit, dst)");
+                        "requantize(acc, bias, bias_shift, shift, limit, dst, relu)");
         return NULL;
     }
-    long long bias_shift, shift, limit;
+    long long bias_shift, shift, limit, relu;
     if (parse_int(args[2], 0, 63, &bias_shift, "bias_shift") < 0 ||
         parse_int(args[3], -63, 63, &shift, "shift") < 0 ||
-        parse_int(args[4], 0, INT64_MAX, &limit, "limit") < 0) {
+        parse_int(args[4], 0, INT64_MAX, &limit, "limit") < 0 ||
+        parse_int(args[6], 0, 1, &relu, "relu") < 0) {
         return NULL;
     }
     Py_buffer acc, bias, dst;
@@ -302,6 +312,7 @@ py_requantize(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         .bias_shift = (int)bias_shift,
         .shift = (int)shift,
         .limit = (int64_t)limit,
+        .floor = relu ? 0 : -(int64_t)limit,
         .dst = dst.buf,
         .n = acc.len / 8,
     };
@@ -401,7 +412,7 @@ typedef struct {
     Py_ssize_t n, c, h, wd, m, cg, kh, kw, oh, ow, group;
     Py_ssize_t sh, sw, dh, dw, pt, pl, pb, pr;
     int bias_shift, shift;
-    int64_t limit;
+    int64_t limit, floor; /* floor: -limit, or 0 with a fused Relu */
 } conv_args;
 
 /* dst = `planes` (h, w) planes of src, each padded with `fill` to (hp, wp) at offset (pt, pl).
@@ -616,7 +627,7 @@ conv_batch_lanes(const conv_args *a)
             int64_t *out = a->dst + m * p_len + p;
             for (Py_ssize_t b = 0; b < a->n; b++) {
                 const int64_t v = wrap_add((int64_t)sums[b], add);
-                out[b * a->m * p_len] = clamp(shr_round(v, a->shift), a->limit, &over);
+                out[b * a->m * p_len] = clamp_floor(shr_round(v, a->shift), a->floor, a->limit, &over);
             }
         }
     }
@@ -647,14 +658,14 @@ conv_rows_i64(const int64_t *restrict wt, Py_ssize_t blocks, Py_ssize_t k_len,
 /* dst[b * stride + p] = saturate(shr_round(acc[b * p_len + p] + add)): acc as float64
  * (holding exact integers, fp) or int64. */
 VECTOR_CLONES static Py_ssize_t
-conv_requantize(const void *acc, int fp, int64_t add, int shift, int64_t limit, int64_t *dst,
-                Py_ssize_t nb, Py_ssize_t p_len, Py_ssize_t stride)
+conv_requantize(const void *acc, int fp, int64_t add, int shift, int64_t floor, int64_t limit,
+                int64_t *dst, Py_ssize_t nb, Py_ssize_t p_len, Py_ssize_t stride)
 {
     Py_ssize_t over = 0;
     for (Py_ssize_t b = 0; b < nb; b++) {
         for (Py_ssize_t p = 0, i = b * p_len; p < p_len; p++, i++) {
             int64_t v = fp ? (int64_t)((const double *)acc)[i] : ((const int64_t *)acc)[i];
-            dst[b * stride + p] = clamp(shr_round(wrap_add(v, add), shift), limit, &over);
+            dst[b * stride + p] = clamp_floor(shr_round(wrap_add(v, add), shift), floor, limit, &over);
         }
     }
     return over;
@@ -757,8 +768,8 @@ conv_loop(const conv_args *a)
                 const Py_ssize_t m = g * mg + r;
                 const int64_t add = a->bias ? wrap_shl(a->bias[m], a->bias_shift) : 0;
                 over += conv_requantize((const int64_t *)acc + r * q_len, fp, add, a->shift,
-                                        a->limit, a->dst + (n0 * a->m + m) * p_len, nbk, p_len,
-                                        a->m * p_len);
+                                        a->floor, a->limit, a->dst + (n0 * a->m + m) * p_len,
+                                        nbk, p_len, a->m * p_len);
             }
         }
     }
@@ -809,17 +820,17 @@ static PyObject *
 py_conv2d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     static const char *const names[] = {"sh", "sw", "dh", "dw", "pt", "pl", "pb", "pr",
-                                        "group", "bias_shift", "shift", "limit"};
-    static const long long lo[] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 0, -63, 0};
+                                        "group", "bias_shift", "shift", "limit", "relu"};
+    static const long long lo[] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 0, -63, 0, 0};
     static const long long hi[] = {GEOM_MAX, GEOM_MAX, GEOM_MAX, GEOM_MAX, GEOM_MAX, GEOM_MAX,
-                                   GEOM_MAX, GEOM_MAX, GEOM_MAX, 63, 63, INT64_MAX};
-    long long v[12];
-    if (nargs != 16) {
+                                   GEOM_MAX, GEOM_MAX, GEOM_MAX, 63, 63, INT64_MAX, 1};
+    long long v[13];
+    if (nargs != 17) {
         PyErr_SetString(PyExc_TypeError, "conv2d(x, w, bias, dst, sh, sw, dh, dw, pt, pl, pb, "
-                                         "pr, group, bias_shift, shift, limit)");
+                                         "pr, group, bias_shift, shift, limit, relu)");
         return NULL;
     }
-    if (parse_ints(args, 4, 12, names, lo, hi, v) < 0) {
+    if (parse_ints(args, 4, 13, names, lo, hi, v) < 0) {
         return NULL;
     }
     Py_buffer x, w, bias, dst;
@@ -852,7 +863,7 @@ py_conv2d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         .group = (Py_ssize_t)v[8], .sh = (Py_ssize_t)v[0], .sw = (Py_ssize_t)v[1],
         .dh = (Py_ssize_t)v[2], .dw = (Py_ssize_t)v[3], .pt = (Py_ssize_t)v[4],
         .pl = (Py_ssize_t)v[5], .pb = (Py_ssize_t)v[6], .pr = (Py_ssize_t)v[7], .bias_shift = (int)v[9], .shift = (int)v[10],
-        .limit = (int64_t)v[11],
+        .limit = (int64_t)v[11], .floor = v[12] ? 0 : -(int64_t)v[11],
     };
     a.oh = out_size(a.h, a.kh, a.sh, a.dh, a.pt, a.pb);
     a.ow = out_size(a.wd, a.kw, a.sw, a.dw, a.pl, a.pr);
@@ -1111,12 +1122,12 @@ static PyMethodDef methods[] = {
     {"quantize", (PyCFunction)(void (*)(void))py_quantize, METH_FASTCALL,
      "quantize(src, dst, scale, limit) -> clamped count, or -1 if src holds NaN/inf."},
     {"requantize", (PyCFunction)(void (*)(void))py_requantize, METH_FASTCALL,
-     "requantize(acc, bias, bias_shift, shift, limit, dst) -> clamped count."},
+     "requantize(acc, bias, bias_shift, shift, limit, dst, relu) -> clamped count."},
     {"relu_saturate", (PyCFunction)(void (*)(void))py_relu_saturate, METH_FASTCALL,
      "relu_saturate(src, dst, limit) -> clamped count."},
     {"conv2d", (PyCFunction)(void (*)(void))py_conv2d, METH_FASTCALL,
-     "conv2d(x, w, bias, dst, sh, sw, dh, dw, pt, pl, pb, pr, group, bias_shift, shift, limit)"
-     " -> clamped count."},
+     "conv2d(x, w, bias, dst, sh, sw, dh, dw, pt, pl, pb, pr, group, bias_shift, shift, limit,"
+     " relu) -> clamped count."},
     {"pool2d", (PyCFunction)(void (*)(void))py_pool2d, METH_FASTCALL,
      "pool2d(x, dst, mode, fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit) -> clamped."},
     {NULL, NULL, 0, NULL},

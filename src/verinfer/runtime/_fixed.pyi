@@ -4,7 +4,7 @@ from typing import Any
 
 def quantize(src: Any, dst: Any, scale: int, limit: int, /) -> int: ...
 def requantize(
-    acc: Any, bias: Any | None, bias_shift: int, shift: int, limit: int, dst: Any, /
+    acc: Any, bias: Any | None, bias_shift: int, shift: int, limit: int, dst: Any, relu: int, /
 ) -> int: ...
 def relu_saturate(src: Any, dst: Any, limit: int, /) -> int: ...
 def conv2d(
@@ -24,6 +24,7 @@ def conv2d(
     bias_shift: int,
     shift: int,
     limit: int,
+    relu: int,
     /,
 ) -> int: ...
 def pool2d(

@@ -26,7 +26,7 @@ from verinfer.runtime.fixed import (
     scale_for,
 )
 from verinfer.runtime.graph import Graph, prepare
-from verinfer.runtime.ops import LOWERINGS
+from verinfer.runtime.ops import LOWERINGS, RELU_FUSES_INTO
 from verinfer.runtime.program import Constant, Kind, Program, Step, Tensor
 
 HEADROOM = 2.0  # one bit above the largest calibrated magnitude
@@ -42,9 +42,6 @@ _INT_TYPES = {
 
 class UnsupportedModelError(ModelError):
     """The model uses ops (or op settings) the deterministic runtime does not implement."""
-
-
-_RELU_FUSES_INTO = frozenset({"dense", "conv2d", "matmul"})
 
 
 class CompileContext:
@@ -138,7 +135,7 @@ class CompileContext:
         if (
             last is None
             or last.output != name
-            or last.op not in _RELU_FUSES_INTO
+            or last.op not in RELU_FUSES_INTO
             or name in self.graph.outputs
             or len(self.graph.consumers(name)) != 1
         ):

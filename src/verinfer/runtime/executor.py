@@ -21,7 +21,7 @@ from verinfer.runtime import fused
 from verinfer.runtime.commit import commit_list, keccak256, leaf_suffix, tensor_root
 from verinfer.runtime.commit import native as native_commit
 from verinfer.runtime.fixed import ACT_MAX, INT32_MAX, IntArray, dequantize, saturate
-from verinfer.runtime.ops import FUSED, KERNELS, FusedKernel, Kernel
+from verinfer.runtime.ops import FUSED, KERNELS, RELU_FUSES_INTO, FusedKernel, Kernel
 from verinfer.runtime.program import Program, Step, Tensor
 
 log = structlog.get_logger(__name__)
@@ -165,15 +165,6 @@ def _saturating(
     return saturate(kernel(step, args, program), limit)
 
 
-def _then_relu(
-    run: FusedKernel, step: Step, args: list[IntArray], program: Program, limit: int
-) -> tuple[IntArray, int]:
-    """A dense/conv2d/matmul step with a fused Relu: max(0, saturated output)."""
-    out, clamped = run(step, args, program, limit)
-    np.maximum(out, 0, out=out)
-    return out, clamped
-
-
 def _plan(program: Program) -> _Plan:
     if program._plan:
         plan: _Plan = program._plan[0]
@@ -185,8 +176,8 @@ def _plan(program: Program) -> _Plan:
     for step in program.steps:
         out = program.tensors[step.output]
         run = FUSED.get(step.op) or partial(_saturating, KERNELS[step.op])
-        if step.attrs.get("relu"):
-            run = partial(_then_relu, run)
+        if step.attrs.get("relu") and step.op not in RELU_FUSES_INTO:
+            raise ModelError(f"step {step.op} ({step.node}) cannot carry a fused Relu")
         ins = tuple(
             (n, None if n in position or n in inputs else program.const(n)) for n in step.inputs
         )

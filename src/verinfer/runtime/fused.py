@@ -80,10 +80,16 @@ def quantize(values: NDArray[Any], scale: int, limit: int) -> tuple[IntArray, in
 
 
 def requantize(
-    acc: NDArray[Any], bias: IntArray | None, bias_shift: int, shift: int, limit: int
+    acc: NDArray[Any],
+    bias: IntArray | None,
+    bias_shift: int,
+    shift: int,
+    limit: int,
+    relu: bool = False,
 ) -> tuple[IntArray, int]:
     """A dot product's accumulator (float64 holding exact integers, or int64) to the output
-    tensor: add ``bias << bias_shift``, ``shr_round`` by ``shift``, saturate. (out, clamped)."""
+    tensor: add ``bias << bias_shift``, ``shr_round`` by ``shift``, saturate, and with
+    ``relu`` max(0, .) (a Relu the compiler fused into the step). (out, clamped)."""
     if (
         _fixed is None
         or not 0 <= bias_shift <= _SHIFT_MAX
@@ -93,12 +99,19 @@ def requantize(
         or acc.dtype.char not in "dlq"
         or (bias is not None and bias.dtype.char not in "lq")
     ):
-        return numpy_requantize(acc, bias, bias_shift, shift, limit)
+        return then_relu(numpy_requantize(acc, bias, bias_shift, shift, limit), relu)
     acc = np.ascontiguousarray(acc)
     out = np.empty(acc.shape, dtype=np.int64)
     if bias is not None:
         bias = np.ascontiguousarray(bias)
-    return out, _fixed.requantize(acc, bias, bias_shift, shift, limit, out)
+    return out, _fixed.requantize(acc, bias, bias_shift, shift, limit, out, 1 if relu else 0)
+
+
+def then_relu(done: tuple[IntArray, int], relu: bool) -> tuple[IntArray, int]:
+    """A saturated (out, clamped) with a fused Relu applied when ``relu``: the numpy paths'
+    form of what the C kernels do in their last pass. A new array: ``out`` may be the
+    caller's own (saturate and shr_round by 0 return their input)."""
+    return (np.maximum(done[0], 0), done[1]) if relu else done
 
 
 def relu_saturate(x: IntArray, limit: int) -> tuple[IntArray, int]:
@@ -144,9 +157,9 @@ def conv2d(
     attrs: Mapping[str, Any],
     limit: int,
 ) -> tuple[IntArray, int] | None:
-    """The conv2d step (``ops.linear.conv2d_reference``) and its saturation in C: (out,
-    clamped), or None where the C kernel does not apply (no extension, odd dtypes or ranges),
-    and the caller runs the numpy reference."""
+    """The conv2d step (``ops.linear.conv2d_reference``), its saturation and its fused Relu
+    (``attrs["relu"]``) in C: (out, clamped), or None where the C kernel does not apply (no
+    extension, odd dtypes or ranges), and the caller runs the numpy reference."""
     a = attrs
     (sh, sw), (dh, dw), pads, group = a["strides"], a["dilations"], a["pads"], a["group"]
     if (
@@ -184,6 +197,7 @@ def conv2d(
         a["bias_shift"],
         a["shift"],
         limit,
+        1 if a.get("relu") else 0,
     )
     return out, clamped
 

@@ -78,14 +78,24 @@ def conv_cases(
         "pads": pads,
         "group": group,
     }
+    if draw(st.booleans()):  # a Relu the compiler folded into the step
+        attrs["relu"] = 1
     return x, weight, bias, attrs, draw(LIMITS)
+
+
+def reference(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, attrs: dict[str, Any], limit: int
+) -> tuple[np.ndarray, int]:
+    """What the conv2d step computes: the numpy reference, saturated, then its fused Relu."""
+    done = saturate(conv2d_reference(x, w, bias, attrs), limit)
+    return fused.then_relu(done, bool(attrs.get("relu")))
 
 
 @settings(max_examples=400, deadline=None)
 @given(conv_cases())
 def test_conv2d_matches_numpy(case: tuple[Any, ...]) -> None:
     x, w, bias, attrs, limit = case
-    want = saturate(conv2d_reference(x, w, bias, attrs), limit)
+    want = reference(x, w, bias, attrs, limit)
     same(fused.conv2d(x, w, bias, attrs, limit), want)
     # non-contiguous inputs go through a copy, with the same result
     wide = np.repeat(x, 2, axis=-1)[..., ::2]
@@ -98,9 +108,7 @@ def test_depthwise_conv2d_over_a_batch_matches_numpy(case: tuple[Any, ...]) -> N
     """A depthwise conv over a batch runs with the images in SIMD lanes (two passes and a
     partial one at 100 images); the other path at 16 with AVX-512 (a quarter of the lanes)."""
     x, w, bias, attrs, limit = case
-    same(
-        fused.conv2d(x, w, bias, attrs, limit), saturate(conv2d_reference(x, w, bias, attrs), limit)
-    )
+    same(fused.conv2d(x, w, bias, attrs, limit), reference(x, w, bias, attrs, limit))
 
 
 def test_conv2d_int64_sums_wrap_like_numpy() -> None:
@@ -122,7 +130,9 @@ def test_conv2d_step_runs_numpy_without_the_extension(case: tuple[Any, ...]) -> 
     program: Any = SimpleNamespace(const=lambda name, dtype="int64": consts[name])
     step = Step("conv2d", ("x", "w", "b") if bias is not None else ("x", "w"), "y", attrs)
     args = [x, w] if bias is None else [x, w, bias]
-    want = saturate(KERNELS["conv2d"](step, args, program), limit)
+    want = fused.then_relu(
+        saturate(KERNELS["conv2d"](step, args, program), limit), bool(attrs.get("relu"))
+    )
     same(FUSED["conv2d"](step, args, program, limit), want)
     saved, fused._fixed = fused._fixed, None
     try:
@@ -215,12 +225,14 @@ def _conv_args(**change: Any) -> list[Any]:
         "bias_shift": 0,
         "shift": 0,
         "limit": ACT_MAX,
+        "relu": 0,
     }
     args.update(change)
     return [args["x"], args["w"], args["bias"], args["dst"], *args["geometry"]] + [
         args["bias_shift"],
         args["shift"],
         args["limit"],
+        args["relu"],
     ]
 
 
@@ -246,6 +258,7 @@ def test_conv2d_accepts_good_arguments() -> None:
         ({"shift": 64}, ValueError, "shift=64 is outside"),
         ({"bias_shift": -1}, ValueError, "bias_shift=-1 is outside"),
         ({"limit": -1}, ValueError, "limit=-1 is outside"),
+        ({"relu": 2}, ValueError, "relu=2 is outside"),
     ],
 )
 def test_conv2d_rejects_bad_arguments(change: dict[str, Any], error: type, match: str) -> None:

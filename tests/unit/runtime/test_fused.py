@@ -95,13 +95,22 @@ def requant_cases(draw: st.DrawFn) -> tuple[Any, ...]:
 
 
 @settings(max_examples=400, deadline=None)
-@given(requant_cases())
-def test_requantize_matches_numpy(case: tuple[Any, ...]) -> None:
+@given(requant_cases(), st.booleans())
+def test_requantize_matches_numpy(case: tuple[Any, ...], relu: bool) -> None:
+    """With ``relu`` (a Relu fused into the step), as saturate-then-Relu: the values below
+    -limit count as clamped and become 0."""
     acc, bias, bias_shift, shift, limit = case
-    same(fused.requantize(*case), fused.numpy_requantize(*case))
+    want = fused.then_relu(fused.numpy_requantize(*case), relu)
+    same(fused.requantize(*case, relu), want)
     # a non-contiguous accumulator takes the same path through a copy
     wide = np.repeat(acc, 2, axis=-1)[..., ::2]
-    same(fused.requantize(wide, bias, bias_shift, shift, limit), fused.numpy_requantize(*case))
+    same(fused.requantize(wide, bias, bias_shift, shift, limit, relu), want)
+    # and without the extension, numpy does the same
+    saved, fused._fixed = fused._fixed, None
+    try:
+        same(fused.requantize(*case, relu), want)
+    finally:
+        fused._fixed = saved
 
 
 @settings(max_examples=200, deadline=None)

@@ -20,12 +20,15 @@ if TYPE_CHECKING:
 
 Kernel = Callable[["Step", list[IntArray], "Program"], IntArray]
 # A kernel fused with the executor's saturation: (step, args, program, limit) -> (out, clamped),
-# exactly ``saturate(KERNELS[op](step, args, program), limit)``.
+# exactly ``saturate(KERNELS[op](step, args, program), limit)``, then max(0, out) when the
+# step carries a fused Relu (RELU_FUSES_INTO).
 FusedKernel = Callable[["Step", list[IntArray], "Program", int], tuple[IntArray, int]]
 Lowering = Callable[["onnx.NodeProto", "CompileContext"], None]
 
 KERNELS: dict[str, Kernel] = {}
 FUSED: dict[str, FusedKernel] = {}
+# Ops whose fused kernel applies a Relu the compiler folded into the step (attrs["relu"]).
+RELU_FUSES_INTO = frozenset({"dense", "conv2d", "matmul"})
 LOWERINGS: dict[str, Lowering] = {}
 
 

@@ -24,7 +24,7 @@ from verinfer.runtime.fixed import (
     shr_round,
 )
 from verinfer.runtime.fused import conv2d as conv2d_c
-from verinfer.runtime.fused import requantize
+from verinfer.runtime.fused import requantize, then_relu
 from verinfer.runtime.ops import attr, fused, kernel, lowering
 from verinfer.runtime.program import Program, Step
 
@@ -152,7 +152,7 @@ def _weight_t(program: Program, name: str) -> np.ndarray:
 def run_dense_saturated(
     step: Step, args: list[IntArray], program: Program, limit: int
 ) -> tuple[IntArray, int]:
-    """``run_dense`` and the executor's saturation in one pass over the accumulator."""
+    """``run_dense``, the saturation and a fused Relu in one pass over the accumulator."""
     a = step.attrs
     x = args[0].astype(np.float64)
     chunk = a["chunk"]
@@ -161,7 +161,7 @@ def run_dense_saturated(
     else:  # W.T contiguous: BLAS's NN kernel is faster here than NT on a strided view
         acc = np.matmul(x, _weight_t(program, step.inputs[1]))
     bias = args[2] if len(args) > 2 else None
-    return requantize(acc, bias, a["bias_shift"], a["shift"], limit)
+    return requantize(acc, bias, a["bias_shift"], a["shift"], limit, bool(a.get("relu")))
 
 
 @kernel("matmul")
@@ -176,7 +176,7 @@ def run_matmul_saturated(
 ) -> tuple[IntArray, int]:
     x, y, chunk = args[0].astype(np.float64), args[1].astype(np.float64), step.attrs["chunk"]
     acc = np.matmul(x, y) if not chunk else _dot(x, y, chunk)
-    return requantize(acc, None, 0, step.attrs["shift"], limit)
+    return requantize(acc, None, 0, step.attrs["shift"], limit, bool(step.attrs.get("relu")))
 
 
 @lowering("Conv")
@@ -292,10 +292,13 @@ def run_conv2d(step: Step, args: list[IntArray], program: Program) -> IntArray:
 def run_conv2d_saturated(
     step: Step, args: list[IntArray], program: Program, limit: int
 ) -> tuple[IntArray, int]:
-    """The C kernel (exact sums, bias, shift and saturation in one pass), else numpy."""
+    """The C kernel (exact sums, bias, shift, saturation and a fused Relu in one pass), else
+    numpy."""
     bias = args[2] if len(args) > 2 else None
     done = conv2d_c(args[0], program.const(step.inputs[1]), bias, step.attrs, limit)
-    return done if done is not None else saturate(run_conv2d(step, args, program), limit)
+    if done is not None:
+        return done
+    return then_relu(saturate(run_conv2d(step, args, program), limit), bool(step.attrs.get("relu")))
 
 
 def _depthwise(x: IntArray, w: IntArray, a: Mapping[str, Any]) -> IntArray:
