@@ -627,7 +627,8 @@ conv_batch_lanes(const conv_args *a)
             int64_t *out = a->dst + m * p_len + p;
             for (Py_ssize_t b = 0; b < a->n; b++) {
                 const int64_t v = wrap_add((int64_t)sums[b], add);
-                out[b * a->m * p_len] = clamp_floor(shr_round(v, a->shift), a->floor, a->limit, &over);
+                const int64_t q = shr_round(v, a->shift);
+                out[b * a->m * p_len] = clamp_floor(q, a->floor, a->limit, &over);
             }
         }
     }
@@ -655,8 +656,9 @@ conv_rows_i64(const int64_t *restrict wt, Py_ssize_t blocks, Py_ssize_t k_len,
     }
 }
 
-/* dst[b * stride + p] = saturate(shr_round(acc[b * p_len + p] + add)): acc as float64
- * (holding exact integers, fp) or int64. */
+/* dst[b * stride + p] = saturate(shr_round(acc[b * p_len + p] + add)), then max(floor, .)
+ * (a fused Relu's 0, else -limit: no change): acc as float64 (holding exact integers, fp) or
+ * int64. */
 VECTOR_CLONES static Py_ssize_t
 conv_requantize(const void *acc, int fp, int64_t add, int shift, int64_t floor, int64_t limit,
                 int64_t *dst, Py_ssize_t nb, Py_ssize_t p_len, Py_ssize_t stride)
@@ -665,7 +667,8 @@ conv_requantize(const void *acc, int fp, int64_t add, int shift, int64_t floor, 
     for (Py_ssize_t b = 0; b < nb; b++) {
         for (Py_ssize_t p = 0, i = b * p_len; p < p_len; p++, i++) {
             int64_t v = fp ? (int64_t)((const double *)acc)[i] : ((const int64_t *)acc)[i];
-            dst[b * stride + p] = clamp_floor(shr_round(wrap_add(v, add), shift), floor, limit, &over);
+            const int64_t q = shr_round(wrap_add(v, add), shift);
+            dst[b * stride + p] = clamp_floor(q, floor, limit, &over);
         }
     }
     return over;
@@ -862,7 +865,8 @@ py_conv2d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         .m = w.shape[0], .cg = w.shape[1], .kh = w.shape[2], .kw = w.shape[3],
         .group = (Py_ssize_t)v[8], .sh = (Py_ssize_t)v[0], .sw = (Py_ssize_t)v[1],
         .dh = (Py_ssize_t)v[2], .dw = (Py_ssize_t)v[3], .pt = (Py_ssize_t)v[4],
-        .pl = (Py_ssize_t)v[5], .pb = (Py_ssize_t)v[6], .pr = (Py_ssize_t)v[7], .bias_shift = (int)v[9], .shift = (int)v[10],
+        .pl = (Py_ssize_t)v[5], .pb = (Py_ssize_t)v[6], .pr = (Py_ssize_t)v[7],
+        .bias_shift = (int)v[9], .shift = (int)v[10],
         .limit = (int64_t)v[11], .floor = v[12] ? 0 : -(int64_t)v[11],
     };
     a.oh = out_size(a.h, a.kh, a.sh, a.dh, a.pt, a.pb);
