@@ -576,21 +576,89 @@ DEFINE_CONV_LANES(conv_lanes_f64x4, 4, __attribute__((target("avx2,fma"))))
 DEFINE_CONV_LANES(conv_lanes_f64x8, 8, __attribute__((target("avx512f"))))
 #endif
 
+/* The conv product variants: (name, blocked product, batch-in-lanes product, images per
+ * lanes pass); the best usable one is chosen at import by CPUID, set_conv_impl picks another
+ * (tests: every variant must give the same integers). */
+static struct {
+    const char *name;
+    conv_rows_fn rows;
+    conv_lanes_fn lanes;
+    Py_ssize_t lanes_width;
+    int usable;
+} CONV_IMPLS[] = {
+    {"f64x2", conv_rows_f64x2, NULL, 0, 1},
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    {"avx2", conv_rows_f64x4, conv_lanes_f64x4, LANE_VECS * 4, 0},
+    {"avx512", conv_rows_f64x8, conv_lanes_f64x8, LANE_VECS * 8, 0},
+#endif
+};
+#define N_CONV_IMPLS ((int)(sizeof(CONV_IMPLS) / sizeof(CONV_IMPLS[0])))
+static int conv_impl = 0;
+
+static void
+use_conv_impl(int i)
+{
+    conv_impl = i;
+    conv_rows_f64 = CONV_IMPLS[i].rows;
+    conv_lanes = CONV_IMPLS[i].lanes;
+    conv_lanes_width = CONV_IMPLS[i].lanes_width;
+}
+
 static void
 select_conv_rows(void)
 {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
-        conv_rows_f64 = conv_rows_f64x8;
-        conv_lanes = conv_lanes_f64x8;
-        conv_lanes_width = LANE_VECS * 8;
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        conv_rows_f64 = conv_rows_f64x4;
-        conv_lanes = conv_lanes_f64x4;
-        conv_lanes_width = LANE_VECS * 4;
-    }
+    CONV_IMPLS[1].usable = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    CONV_IMPLS[2].usable = __builtin_cpu_supports("avx512f");
 #endif
+    for (int i = 0; i < N_CONV_IMPLS; i++) {
+        if (CONV_IMPLS[i].usable) {
+            use_conv_impl(i);
+        }
+    }
+}
+
+static PyObject *
+py_conv_impls(PyObject *self, PyObject *unused)
+{
+    PyObject *names = PyList_New(0);
+    for (int i = 0; names != NULL && i < N_CONV_IMPLS; i++) {
+        PyObject *name = CONV_IMPLS[i].usable ? PyUnicode_FromString(CONV_IMPLS[i].name) : NULL;
+        if (CONV_IMPLS[i].usable && (name == NULL || PyList_Append(names, name) < 0)) {
+            Py_CLEAR(names);
+        }
+        Py_XDECREF(name);
+    }
+    if (names == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyList_AsTuple(names);
+    Py_DECREF(names);
+    return result;
+}
+
+static PyObject *
+py_get_conv_impl(PyObject *self, PyObject *unused)
+{
+    return PyUnicode_FromString(CONV_IMPLS[conv_impl].name);
+}
+
+static PyObject *
+py_set_conv_impl(PyObject *self, PyObject *arg)
+{
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (name == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < N_CONV_IMPLS; i++) {
+        if (CONV_IMPLS[i].usable && strcmp(CONV_IMPLS[i].name, name) == 0) {
+            use_conv_impl(i);
+            Py_RETURN_NONE;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "no usable conv implementation named %R", arg);
+    return NULL;
 }
 
 /* The conv with the batch in lanes (see conv_lanes): transposes x in, sums, requantizes the
@@ -1123,6 +1191,9 @@ py_pool2d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef methods[] = {
+    {"conv_impls", py_conv_impls, METH_NOARGS, "conv_impls() -> names of the usable variants."},
+    {"get_conv_impl", py_get_conv_impl, METH_NOARGS, "get_conv_impl() -> the variant in use."},
+    {"set_conv_impl", py_set_conv_impl, METH_O, "set_conv_impl(name) -> use it (tests)."},
     {"quantize", (PyCFunction)(void (*)(void))py_quantize, METH_FASTCALL,
      "quantize(src, dst, scale, limit) -> clamped count, or -1 if src holds NaN/inf."},
     {"requantize", (PyCFunction)(void (*)(void))py_requantize, METH_FASTCALL,

@@ -4,6 +4,7 @@ Plus the argument checks of the C entry points."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,6 +35,18 @@ def ints(bound: int) -> st.SearchStrategy[int]:
 
 def out_size(size: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
     return (size + p0 + p1 - (k - 1) * d - 1) // s + 1
+
+
+def each_conv_impl() -> Iterator[str]:
+    """Runs the caller's check once per conv product variant this CPU has (portable, AVX2,
+    AVX-512): each must give the same integers. Restores the chosen one."""
+    chosen = fused._fixed.get_conv_impl()
+    try:
+        for name in fused._fixed.conv_impls():
+            fused._fixed.set_conv_impl(name)
+            yield name
+    finally:
+        fused._fixed.set_conv_impl(chosen)
 
 
 def same(got: tuple[np.ndarray, int] | None, want: tuple[np.ndarray, int]) -> None:
@@ -96,7 +109,8 @@ def reference(
 def test_conv2d_matches_numpy(case: tuple[Any, ...]) -> None:
     x, w, bias, attrs, limit = case
     want = reference(x, w, bias, attrs, limit)
-    same(fused.conv2d(x, w, bias, attrs, limit), want)
+    for _ in each_conv_impl():
+        same(fused.conv2d(x, w, bias, attrs, limit), want)
     # non-contiguous inputs go through a copy, with the same result
     wide = np.repeat(x, 2, axis=-1)[..., ::2]
     same(fused.conv2d(wide, w, bias, attrs, limit), want)
@@ -106,9 +120,19 @@ def test_conv2d_matches_numpy(case: tuple[Any, ...]) -> None:
 @given(conv_cases(batch=st.sampled_from([16, 32, 47, 64, 100]), depthwise=True))
 def test_depthwise_conv2d_over_a_batch_matches_numpy(case: tuple[Any, ...]) -> None:
     """A depthwise conv over a batch runs with the images in SIMD lanes (two passes and a
-    partial one at 100 images); the other path at 16 with AVX-512 (a quarter of the lanes)."""
+    partial one at 100 images with AVX-512); the blocked path below half a pass of lanes and
+    with the portable variant."""
     x, w, bias, attrs, limit = case
-    same(fused.conv2d(x, w, bias, attrs, limit), reference(x, w, bias, attrs, limit))
+    want = reference(x, w, bias, attrs, limit)
+    for _ in each_conv_impl():
+        same(fused.conv2d(x, w, bias, attrs, limit), want)
+
+
+def test_conv_impls_can_be_chosen() -> None:
+    names = fused._fixed.conv_impls()
+    assert names[0] == "f64x2" and fused._fixed.get_conv_impl() == names[-1]  # the best
+    with pytest.raises(ValueError, match="no usable conv implementation"):
+        fused._fixed.set_conv_impl("f64x16")
 
 
 def test_conv2d_int64_sums_wrap_like_numpy() -> None:
