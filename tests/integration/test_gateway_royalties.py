@@ -61,7 +61,10 @@ def test_settled_calls_accrue_and_are_paid_to_the_owner(
 
     async def three() -> list[httpx.Response]:
         async with x402HttpxClient(_client(gateway), timeout=60) as http:
-            calls = [http.post(gateway.infer_url(), json={"input": _sample()}) for _ in range(3)]
+            # the mode as a client may spell it: "NONE" is mode none, computed here, owed for
+            urls = [gateway.infer_url(), gateway.infer_url() + "?mode=none"]
+            urls.append(gateway.infer_url() + "?mode=NONE")
+            calls = [http.post(url, json={"input": _sample()}) for url in urls]
             return list(await asyncio.gather(*calls))
 
     assert [r.status_code for r in asyncio.run(three())] == [200, 200, 200]

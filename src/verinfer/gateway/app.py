@@ -426,8 +426,9 @@ def _computed_runs(
     None for relayed calls, whose royalty the coordinator pays."""
     model_id = _model_id(request.url.path)
     if model_id is not None and request.url.path.endswith("/infer"):
-        mode = request.query_params.get("mode")
-        return (model_id, 1) if mode in (None, "none") else None
+        # parsed as the handler parses it: "NONE" or " none" was computed here too
+        computed = _mode(request.query_params.get("mode")) == InferenceMode.NONE
+        return (model_id, 1) if computed else None
     if request.url.path == "/v1/embeddings" and embeddings is not None:
         return embeddings.model_id, _TEXTS.get()
     return None
