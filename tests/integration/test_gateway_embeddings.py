@@ -288,14 +288,17 @@ def test_service_keeps_batch_order_and_formats_as_openai(service: EmbeddingsServ
         assert np.array_equal(decoded, np.asarray(vector, dtype=np.float32))
 
 
-def test_count_inputs_counts_texts_and_refuses_with_a_reason(service: EmbeddingsService) -> None:
+def test_parse_counts_texts_and_refuses_with_a_reason(service: EmbeddingsService) -> None:
     def body(value: Any) -> bytes:
         return json.dumps(value).encode()
 
-    assert service.count_inputs(body({"model": NAME, "input": "hi"})) == 1
-    assert service.count_inputs(body({"model": NAME, "input": ["a", "b", "c"]})) == 3
+    def count_inputs(raw: bytes) -> int:  # what the gateway prices a request by
+        return len(service.parse(raw).texts())
+
+    assert count_inputs(body({"model": NAME, "input": "hi"})) == 1
+    assert count_inputs(body({"model": NAME, "input": ["a", "b", "c"]})) == 3
     full = {"model": NAME, "input": ["x"] * 16, "encoding_format": "base64", "dimensions": 384}
-    assert service.count_inputs(body({**full, "user": "ignored"})) == 16
+    assert count_inputs(body({**full, "user": "ignored"})) == 16
     too_long = [s for s in SENTENCES if service.tokenizer.count(s) > service.seq_len]
     assert too_long  # SENTENCES holds texts over 32 tokens
     refused = [
@@ -310,8 +313,8 @@ def test_count_inputs_counts_texts_and_refuses_with_a_reason(service: Embeddings
     ]
     for raw, reason in refused:
         with pytest.raises(EmbeddingsInputError) as info:
-            service.count_inputs(raw)
+            count_inputs(raw)
         assert reason in str(info.value), (raw, str(info.value))
-    # embed checks again: a request that skipped count_inputs is refused, never truncated
+    # embed checks again: a request that skipped parse is refused, never truncated
     with pytest.raises(EmbeddingsInputError, match="takes at most 32"):
         service.embed(EmbeddingsRequest(model=NAME, input=[SENTENCES[0], too_long[0]]))

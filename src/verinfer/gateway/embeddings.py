@@ -80,11 +80,6 @@ class EmbeddingsService:
             )
         self.seq_len = int(shapes["input_ids"][-1])
 
-    def count_inputs(self, body: bytes) -> int:
-        """How many texts the raw ``body`` asks to embed (what the price is per), once it is
-        checked as ``parse`` checks it."""
-        return len(self.parse(body).texts())
-
     def parse(self, body: bytes) -> EmbeddingsRequest:
         """The request, checked; ``EmbeddingsInputError`` says what is wrong."""
         try:
