@@ -129,6 +129,31 @@ def test_a_crash_mid_transfer_leaves_the_amount_owed(
         RoyaltyLedger(path, Token(chain, book.address("PaymentToken")))
 
 
+def test_two_processes_on_one_ledger_see_each_other(
+    tmp_path: Path, chain: Chain, book: AddressBook
+) -> None:
+    """`verinfer gateway royalties --pay` while the gateway runs: each works on the file, not
+    on a copy of its own, so neither undoes the other's accruals or payouts, and the looking
+    process leaves the gateway's in-flight amounts alone."""
+    path, token = tmp_path / "royalties.json", Token(chain, book.address("PaymentToken"))
+    gateway = RoyaltyLedger(path, token)
+    gateway.accrue(OWNER, 300)
+    looking = RoyaltyLedger(path, token, recover=False)
+    fund(chain, book, chain.address, tokens=1)
+    owner0 = token.balance_of(OWNER)
+    assert looking.pay_out() == {OWNER.lower(): 300}
+    gateway.accrue(OWNER, 40)  # after the other's payout: not paid again, not lost
+    assert gateway.pay_out() == {OWNER.lower(): 40}
+    assert token.balance_of(OWNER) == owner0 + 340
+    want = {OWNER.lower(): {"accrued": 340, "owed": 0, "sending": 0, "paid": 340}}
+    assert gateway.balances() == looking.balances() == want
+    state = json.loads(path.read_text())
+    state["owners"][OWNER.lower()].update(accrued=440, sending=100)  # a payout in flight
+    path.write_text(json.dumps(state))
+    assert RoyaltyLedger(path, token, recover=False).balances()[OWNER.lower()]["sending"] == 100
+    assert RoyaltyLedger(path, token).balances()[OWNER.lower()]["owed"] == 100  # the gateway's
+
+
 def test_invariant_under_random_accruals_and_failing_payouts(
     tmp_path: Path, chain: Chain, book: AddressBook
 ) -> None:

@@ -6,24 +6,21 @@ whose fate is unknown (the connection dropped after signing) stays reserved: the
 toward counting money that may have left, never toward forgetting it. Days are UTC dates;
 entries of earlier days are dropped when a new day starts.
 
-One JSON file per wallet, rewritten atomically on each change. Every operation re-reads it
-under an exclusive lock on a sibling ``.lock`` file (``flock``, plus a thread lock), so agents
-in several threads or processes sharing a wallet share one daily budget too.
+One JSON file per wallet (``fsutil.SharedJsonState``): every operation re-reads it under an
+exclusive lock and rewrites it atomically if it changed, so agents in several threads or
+processes sharing a wallet share one daily budget too.
 """
 
 from __future__ import annotations
 
-import fcntl
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from verinfer.agents.policy import Payment, PolicyError, SpendingPolicy
-from verinfer.fsutil import read_json_state, write_json_state
+from verinfer.fsutil import SharedJsonState
 
 RESERVED, SETTLED = "reserved", "settled"
 
@@ -41,50 +38,39 @@ class Entry:
     model_id: int | None
 
 
+@dataclass
+class _Day:
+    day: str
+    entries: dict[str, Entry]
+
+
 class SpendLedger:
     """Reservations and settled payments of the current UTC day, persisted at ``path``."""
 
     def __init__(self, path: Path, *, clock: Callable[[], str] = utc_day) -> None:
         self.path = path
         self.clock = clock
-        self._lock = threading.Lock()
+        self._state = SharedJsonState(
+            path,
+            parse=lambda data: _Day(
+                str(data["day"]), {key: Entry(**value) for key, value in data["entries"].items()}
+            ),
+            dump=asdict,
+            empty=lambda: _Day(self.clock(), {}),
+            what="spend ledger",
+            hint="restore it, or delete it to forget today's spending",
+        )
         with self._locked():
             pass  # an unreadable ledger is refused now, not at the first payment
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, Entry]]:
         """Today's entries, read under the locks; changes to them are written on exit."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = self.path.with_name(self.path.name + ".lock")
-        with self._lock, lock.open("a") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes
-            day, entries = self._load()
+        with self._state.open() as state:
             today = self.clock()
-            if day != today:
-                entries = {}
-            before = {key: asdict(entry) for key, entry in entries.items()}
-            yield entries
-            if day != today or {k: asdict(e) for k, e in entries.items()} != before:
-                self._save(today, entries)
-
-    def _load(self) -> tuple[str, dict[str, Entry]]:
-        state = read_json_state(
-            self.path,
-            lambda data: (
-                str(data["day"]),
-                {key: Entry(**value) for key, value in data["entries"].items()},
-            ),
-            what="spend ledger",
-            hint="restore it, or delete it to forget today's spending",
-        )
-        return state if state is not None else (self.clock(), {})
-
-    def _save(self, day: str, entries: dict[str, Entry]) -> None:
-        data: dict[str, Any] = {
-            "day": day,
-            "entries": {key: asdict(entry) for key, entry in entries.items()},
-        }
-        write_json_state(self.path, data)
+            if state.day != today:
+                state.day, state.entries = today, {}
+            yield state.entries
 
     def spent_today(self) -> int:
         """Reserved plus settled today."""

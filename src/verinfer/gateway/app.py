@@ -519,10 +519,11 @@ def gateway_from_chain(
     )  # fmt: skip
 
 
-def royalty_ledger(chain: Chain, book: AddressBook) -> RoyaltyLedger:
-    """The royalty ledger of ``chain``'s account, under ``$VERINFER_HOME/gateway``."""
+def royalty_ledger(chain: Chain, book: AddressBook, *, recover: bool = True) -> RoyaltyLedger:
+    """The royalty ledger of ``chain``'s account, under ``$VERINFER_HOME/gateway``; ``recover``
+    as ``RoyaltyLedger`` (the gateway itself, not a process looking at its ledger)."""
     path = home_dir() / "gateway" / f"royalties-{chain.chain_id}-{chain.address.lower()}.json"
-    return RoyaltyLedger(path, Token(chain, book.address("PaymentToken")))
+    return RoyaltyLedger(path, Token(chain, book.address("PaymentToken")), recover=recover)
 
 
 def _as_arrays(value: list[Any] | dict[str, list[Any]]) -> Any:

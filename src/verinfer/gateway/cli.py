@@ -140,7 +140,8 @@ def gateway_royalties(
     """What this gateway account owes model owners for the calls it computed (mode none,
     embeddings): accrued, owed, paid, per owner. `--pay` transfers what is owed."""
     chain = connect(rpc_url, keystore)
-    ledger = royalty_ledger(chain, AddressBook.load(chain.chain_id))
+    # the gateway may be running and paying: what it is sending is its own to recover
+    ledger = royalty_ledger(chain, AddressBook.load(chain.chain_id), recover=False)
     paid = ledger.pay_out() if pay else {}
     balances = ledger.balances()
     if json_out:
@@ -151,5 +152,6 @@ def gateway_royalties(
     for owner, b in balances.items():
         out.print(
             f"{owner}: accrued {b['accrued']}, owed {b['owed']}, paid {b['paid']}"
+            + (f", sending {b['sending']}" if b["sending"] else "")
             + (f" (paid now {paid[owner]})" if owner in paid else "")
         )

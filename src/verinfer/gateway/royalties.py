@@ -10,7 +10,7 @@ Money path, checks-effects-interactions: a payout first moves the amount from ``
 ``sending`` on disk, then transfers, then records it ``paid`` (or, if the transfer failed,
 moves it back to ``owed``). Invariant: accrued == owed + sending + paid, per owner, at every
 step. A crash during a transfer leaves its amount in ``sending``; ``recover`` (run when the
-ledger is opened) moves it back to ``owed``: an owner may then be paid that amount twice if the
+gateway opens its ledger) moves it back to ``owed``: an owner may then be paid that amount twice if the
 transfer had landed, never less than owed. The gateway's account bears that risk, not the
 owner.
 """
@@ -20,11 +20,10 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from verinfer.chain.token import Token
 from verinfer.errors import VerinferError
-from verinfer.fsutil import read_json_state, write_json_state
+from verinfer.fsutil import SharedJsonState
 
 BPS = 10_000
 
@@ -48,29 +47,36 @@ class _State:
 
 
 class RoyaltyLedger:
-    """Royalties owed by one gateway account, persisted at ``path``."""
+    """Royalties owed by one gateway account, persisted at ``path`` and shared with other
+    processes on that file (``verinfer gateway royalties`` while the gateway runs): each
+    operation reads and writes it under an exclusive lock (``fsutil.SharedJsonState``).
+    ``recover``: move what a crashed payout left ``sending`` back to ``owed`` on opening;
+    only the gateway itself does, since another process's payout may be in flight."""
 
-    def __init__(self, path: Path, token: Token, *, tx_lock: threading.Lock | None = None):
+    def __init__(
+        self,
+        path: Path,
+        token: Token,
+        *,
+        tx_lock: threading.Lock | None = None,
+        recover: bool = True,
+    ) -> None:
         self.path = path
         self.token = token
         self.tx_lock = tx_lock or threading.Lock()  # the account's transactions, one at a time
-        self._lock = threading.Lock()
-        self._payout = threading.Lock()  # one payout at a time
-        self._state = self._load()
-        self.recover()  # a previous process may have stopped mid-transfer
-
-    def _load(self) -> _State:
-        state = read_json_state(
-            self.path,
-            lambda data: _State({k: _Account(**v) for k, v in data["owners"].items()}),
+        self._payout = threading.Lock()  # one payout at a time in this process
+        self._state = SharedJsonState(
+            path,
+            parse=lambda data: _State({k: _Account(**v) for k, v in data["owners"].items()}),
+            dump=asdict,
+            empty=_State,
             what="royalty ledger",
             hint="restore it from a backup: it records what model owners are owed",
         )
-        return state if state is not None else _State()
-
-    def _save(self) -> None:
-        data: dict[str, Any] = {"owners": {k: asdict(v) for k, v in self._state.owners.items()}}
-        write_json_state(self.path, data)
+        with self._state.open():
+            pass  # an unreadable ledger is refused now, not at the first settled call
+        if recover:
+            self.recover()
 
     def accrue(self, owner: str, amount: int) -> None:
         """Count ``amount`` owed to ``owner`` (after a settled call)."""
@@ -78,52 +84,49 @@ class RoyaltyLedger:
             raise ValueError(f"a royalty cannot be negative, got {amount}")
         if amount == 0:
             return
-        with self._lock:
-            account = self._state.owners.setdefault(owner.lower(), _Account())
+        with self._state.open() as state:
+            account = state.owners.setdefault(owner.lower(), _Account())
             account.accrued += amount
             account.owed += amount
-            self._save()
 
     def balances(self) -> dict[str, dict[str, int]]:
         """Per owner: accrued, owed, sending and paid."""
-        with self._lock:
-            return {
-                owner: {"accrued": a.accrued, "owed": a.owed, "sending": a.sending, "paid": a.paid}
-                for owner, a in self._state.owners.items()
-            }
+        with self._state.open() as state:
+            return {owner: asdict(a) for owner, a in state.owners.items()}
 
     def recover(self) -> None:
         """Amounts left ``sending`` by a crash are owed again (see the module docstring)."""
-        with self._lock:
-            for account in self._state.owners.values():
+        with self._state.open() as state:
+            for account in state.owners.values():
                 account.owed, account.sending = account.owed + account.sending, 0
-            self._save()
 
     def pay_out(self, minimum: int = 1) -> dict[str, int]:
         """Transfer each owner's owed amount (when at least ``minimum``); what was paid."""
         with self._payout:
-            return self._pay_out(minimum)
+            return self._pay_out(max(1, minimum))
 
     def _pay_out(self, minimum: int) -> dict[str, int]:
         paid: dict[str, int] = {}
-        with self._lock:
-            due = [o for o, a in self._state.owners.items() if a.owed >= max(1, minimum)]
+        with self._state.open() as state:
+            due = [o for o, a in state.owners.items() if a.owed >= minimum]
         for owner in due:
-            with self._lock:  # effects first: the amount leaves ``owed`` before any transfer
-                account = self._state.owners[owner]
-                amount, account.owed, account.sending = account.owed, 0, account.owed
-                self._save()
+            with self._state.open() as state:  # effects first: it leaves ``owed`` before a transfer
+                account = state.owners[owner]
+                amount = account.owed  # read again: another process may have paid it meanwhile
+                if amount < minimum:
+                    continue
+                account.owed, account.sending = 0, account.sending + amount
             try:
                 with self.tx_lock:
                     self.token.transfer(owner, amount)  # raises on a revert
             except VerinferError:
-                with self._lock:
-                    account.owed, account.sending = account.owed + amount, 0
-                    self._save()
+                with self._state.open() as state:
+                    account = state.owners[owner]
+                    account.owed, account.sending = account.owed + amount, account.sending - amount
                 continue
-            with self._lock:
-                account.paid, account.sending = account.paid + amount, 0
-                self._save()
+            with self._state.open() as state:
+                account = state.owners[owner]
+                account.paid, account.sending = account.paid + amount, account.sending - amount
             paid[owner] = amount
         return paid
 
