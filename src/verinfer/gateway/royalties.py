@@ -10,9 +10,9 @@ Money path, checks-effects-interactions: a payout first moves the amount from ``
 ``sending`` on disk, then transfers, then records it ``paid`` (or, if the transfer failed,
 moves it back to ``owed``). Invariant: accrued == owed + sending + paid, per owner, at every
 step. A crash during a transfer leaves its amount in ``sending``; ``recover`` (run when the
-gateway opens its ledger) moves it back to ``owed``: an owner may then be paid that amount twice if the
-transfer had landed, never less than owed. The gateway's account bears that risk, not the
-owner.
+gateway opens its ledger) moves it back to ``owed``: an owner may then be paid that amount
+twice if the transfer had landed, never less than owed. The gateway's account bears that
+risk, not the owner.
 """
 
 from __future__ import annotations
