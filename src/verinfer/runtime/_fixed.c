@@ -472,6 +472,58 @@ conv_im2col(const int64_t *restrict xp, const Py_ssize_t *restrict idx, Py_ssize
     }
 }
 
+/* conv_im2col for a unit horizontal stride: the ow outputs of a row read ow consecutive
+ * values, converted as runs of whole vectors instead of gathered index by index (written
+ * with explicit vectors: left to itself gcc vectorizes across runs, with a load per value).
+ * Columns past the n_runs * ow real ones are set to 0. */
+typedef int64_t i64x4 __attribute__((vector_size(32), aligned(8), may_alias));
+typedef double f64x4 __attribute__((vector_size(32), aligned(8), may_alias));
+typedef int64_t i64x8 __attribute__((vector_size(64), aligned(8), may_alias));
+typedef double f64x8 __attribute__((vector_size(64), aligned(8), may_alias));
+
+static inline void
+to_double_run(const int64_t *restrict src, Py_ssize_t n, double *restrict dst)
+{
+    Py_ssize_t x = 0;
+    for (; x + 8 <= n; x += 8) {
+        *(f64x8 *)(dst + x) = __builtin_convertvector(*(const i64x8 *)(src + x), f64x8);
+    }
+    if (x + 4 <= n) {
+        *(f64x4 *)(dst + x) = __builtin_convertvector(*(const i64x4 *)(src + x), f64x4);
+        x += 4;
+    }
+    for (; x < n; x++) {
+        dst[x] = (double)src[x];
+    }
+}
+
+static inline void
+im2col_runs(const int64_t *restrict xp, const Py_ssize_t *restrict idx, Py_ssize_t n_runs,
+            Py_ssize_t ow, Py_ssize_t q_len, const Py_ssize_t *restrict base, Py_ssize_t k_len,
+            double *restrict col)
+{
+    for (Py_ssize_t k = 0; k < k_len; k++) {
+        double *restrict row = col + k * q_len;
+        for (Py_ssize_t r = 0; r < n_runs; r++) {
+            to_double_run(xp + base[k] + idx[r * ow], ow, row + r * ow);
+        }
+        for (Py_ssize_t q = n_runs * ow; q < q_len; q++) {
+            row[q] = 0.0;
+        }
+    }
+}
+
+VECTOR_CLONES static void
+conv_im2col_runs(const int64_t *restrict xp, const Py_ssize_t *restrict idx, Py_ssize_t n_runs,
+                 Py_ssize_t ow, Py_ssize_t q_len, const Py_ssize_t *restrict base,
+                 Py_ssize_t k_len, double *restrict col)
+{
+    /* narrow rows with a constant width: no per-run loop overhead */
+    ow == 4   ? im2col_runs(xp, idx, n_runs, 4, q_len, base, k_len, col)
+    : ow == 8 ? im2col_runs(xp, idx, n_runs, 8, q_len, base, k_len, col)
+              : im2col_runs(xp, idx, n_runs, ow, q_len, base, k_len, col);
+}
+
 /* acc[r][q] = sum_k wt[blk][k][r'] * col[k][q] for the rows r = blk * CONV_ROWS + r' of
  * `blocks` row blocks; q_len a multiple of CONV_LANES. For each 2 vectors of columns (kept in
  * L1) every row block runs with its CONV_ROWS x 2 vector sums in registers: 8 independent
@@ -828,7 +880,11 @@ conv_loop(const conv_args *a)
                 pad_planes(src, a->cg, a->h, a->wd, a->pt, a->pl, hp, wp, 0,
                            xp + b * a->cg * hp * wp);
             }
-            conv_im2col(xp, idx, q_len, base, k_len, fp, col);
+            if (fp && a->sw == 1) {
+                conv_im2col_runs(xp, idx, nbk * a->oh, a->ow, q_len, base, k_len, col);
+            } else {
+                conv_im2col(xp, idx, q_len, base, k_len, fp, col);
+            }
             const Py_ssize_t w_off = g * blocks * k_len * CONV_ROWS;
             if (fp) {
                 conv_rows_f64((const double *)wt + w_off, blocks, k_len, col, q_len, acc);
@@ -1073,12 +1129,140 @@ axis_counts(Py_ssize_t size, Py_ssize_t k, Py_ssize_t s, Py_ssize_t d, Py_ssize_
     }
 }
 
+/* Windows that tile each plane exactly (no padding, no overlap, no gaps): the common
+ * MaxPool/AveragePool with stride = kernel, and a mean over whole planes. Output row r then
+ * reduces the kh input rows r*kh.. (consecutive in memory, across planes too) and, in them,
+ * each kw adjacent values; contiguous loads instead of pool_taps's gathers (4x-5x faster on
+ * the test CNN). */
+static int
+pool_is_tiled(const pool_args *a)
+{
+    return a->pt == 0 && a->pl == 0 && a->pb == 0 && a->pr == 0 && a->h == a->oh * a->kh &&
+           a->wd == a->ow * a->kw && (a->oh == 1 || a->sh == a->kh) &&
+           (a->ow == 1 || a->sw == a->kw) && (a->kh == 1 || a->dh == 1) &&
+           (a->kw == 1 || a->dw == 1);
+}
+
+#define TILE_VALUES 2048 /* input values per block of rows: line and acc stay in L1 */
+
+/* acc[t] = max or wrapped sum of line[t * kw + j], j < kw, for t < n. */
+static inline void
+pool_row_windows(const int64_t *restrict line, Py_ssize_t n, Py_ssize_t kw, const int max,
+                 int64_t *restrict acc)
+{
+    if (kw == 2) { /* a constant stride: the loads vectorize */
+        for (Py_ssize_t t = 0; t < n; t++) {
+            const int64_t u = line[2 * t], v = line[2 * t + 1];
+            acc[t] = max ? (u > v ? u : v) : wrap_add(u, v);
+        }
+        return;
+    }
+    for (Py_ssize_t t = 0; t < n; t++) {
+        int64_t v = line[t * kw];
+        for (Py_ssize_t j = 1; j < kw; j++) {
+            const int64_t u = line[t * kw + j];
+            v = max ? (u > v ? u : v) : wrap_add(v, u);
+        }
+        acc[t] = v;
+    }
+}
+
+/* line[b][w] = max or wrapped sum over i < kh of src[(b * kh + i) * wd + w], b < nb; kh > 1.
+ * The first two rows are combined in one pass: a plain copy first becomes a memmove call per
+ * row, and reading back what it stored stalls (measured: 3x slower on 8-value rows). */
+static inline void
+pool_rows(const int64_t *restrict src, Py_ssize_t nb, Py_ssize_t kh, Py_ssize_t wd,
+          const int max, int64_t *restrict line)
+{
+    for (Py_ssize_t b = 0; b < nb; b++) {
+        const int64_t *restrict s = src + b * kh * wd;
+        int64_t *restrict l = line + b * wd;
+        for (Py_ssize_t w = 0; w < wd; w++) {
+            const int64_t u = s[w], v = s[wd + w];
+            l[w] = max ? (u > v ? u : v) : wrap_add(u, v);
+        }
+        for (Py_ssize_t i = 2; i < kh; i++) {
+            for (Py_ssize_t w = 0; w < wd; w++) {
+                const int64_t u = s[i * wd + w];
+                l[w] = max ? (u > l[w] ? u : l[w]) : wrap_add(l[w], u);
+            }
+        }
+    }
+}
+
+/* dst[t] = saturate(div_round(acc[t], count)), t < n: the average of a full window. */
+static inline Py_ssize_t
+pool_mean(const int64_t *restrict acc, Py_ssize_t n, int64_t count, int64_t limit,
+          int64_t *restrict dst)
+{
+    Py_ssize_t over = 0;
+    if (max_abs(acc, n) < (1LL << 49) - count) {
+        const double inv = 1.0 / (double)count;
+        for (Py_ssize_t t = 0; t < n; t++) {
+            dst[t] = clamp(div_round_small(acc[t], count, inv), limit, &over);
+        }
+    } else {
+        for (Py_ssize_t t = 0; t < n; t++) {
+            dst[t] = clamp(div_round(acc[t], count), limit, &over);
+        }
+    }
+    return over;
+}
+
+VECTOR_CLONES static Py_ssize_t
+pool_tiled(const pool_args *a, int64_t *line, int64_t *acc)
+{
+    const Py_ssize_t rows = a->planes * a->oh, in_row = a->kh * a->wd;
+    Py_ssize_t per_block = TILE_VALUES / in_row;
+    per_block = per_block < 1 ? 1 : per_block;
+    const int max = a->mode == 0;
+    Py_ssize_t over = 0;
+    for (Py_ssize_t r0 = 0; r0 < rows; r0 += per_block) {
+        const Py_ssize_t nb = rows - r0 < per_block ? rows - r0 : per_block;
+        const int64_t *src = a->x + r0 * in_row;
+        if (a->kh > 1) { /* narrow rows with a constant width: no per-row loop overhead */
+            const Py_ssize_t wd = a->wd;
+            if (max) {
+                wd == 4   ? pool_rows(src, nb, a->kh, 4, 1, line)
+                : wd == 8 ? pool_rows(src, nb, a->kh, 8, 1, line)
+                          : pool_rows(src, nb, a->kh, wd, 1, line);
+            } else {
+                wd == 4   ? pool_rows(src, nb, a->kh, 4, 0, line)
+                : wd == 8 ? pool_rows(src, nb, a->kh, 8, 0, line)
+                          : pool_rows(src, nb, a->kh, wd, 0, line);
+            }
+            src = line;
+        }
+        const Py_ssize_t n = nb * a->ow;
+        int64_t *out = a->dst + r0 * a->ow;
+        if (max) {
+            pool_row_windows(src, n, a->kw, 1, acc);
+            over += saturate_loop(acc, n, a->limit, out);
+        } else {
+            pool_row_windows(src, n, a->kw, 0, acc);
+            over += pool_mean(acc, n, a->kh * a->kw, a->limit, out);
+        }
+    }
+    return over;
+}
+
 /* Planes are pooled in blocks: padded with fill (max) or 0 (sums) into a scratch buffer,
  * then reduced tap by tap over the whole block, so the loops are long even when the planes
  * are small. Returns the clamped count, or -1 if the scratch cannot be allocated. */
 static Py_ssize_t
 pool_loop(const pool_args *a)
 {
+    if (pool_is_tiled(a)) {
+        const Py_ssize_t in_row = a->kh * a->wd;
+        const Py_ssize_t line_len = in_row > TILE_VALUES ? in_row : TILE_VALUES;
+        int64_t *scratch = PyMem_RawMalloc((size_t)(2 * line_len) * sizeof(int64_t));
+        if (scratch == NULL) {
+            return -1;
+        }
+        const Py_ssize_t over = pool_tiled(a, scratch, scratch + line_len);
+        PyMem_RawFree(scratch);
+        return over;
+    }
     const Py_ssize_t p_len = a->oh * a->ow, taps = a->kh * a->kw;
     const Py_ssize_t hp = a->h + a->pt + a->pb, wp = a->wd + a->pl + a->pr;
     Py_ssize_t nb = CONV_BLOCK_Q / p_len;

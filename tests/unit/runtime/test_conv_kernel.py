@@ -169,6 +169,39 @@ def test_conv2d_step_runs_numpy_without_the_extension(case: tuple[Any, ...]) -> 
 # ---- pooling --------------------------------------------------------------------------------
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.data(), st.sampled_from([1, 4, 5, 8, 13, 16]), st.integers(1, 3))
+def test_conv2d_with_unit_stride_rows_matches_numpy(data: st.DataObject, ow: int, kw: int) -> None:
+    """With a horizontal stride of 1 the C kernel copies each output row's inputs as a run
+    (constant-width code for 4 and 8 outputs, vector pieces and a tail for the others), over
+    enough images for several column blocks and their padding columns."""
+    n = data.draw(st.sampled_from([1, 3, 17, 64]))
+    pl, pr = data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))
+    dw = data.draw(st.integers(1, 2))
+    w = ow + (kw - 1) * dw - pl - pr
+    assume(w >= 1)
+    c, m, h = (
+        data.draw(st.integers(1, 3)),
+        data.draw(st.integers(1, 5)),
+        data.draw(st.integers(1, 5)),
+    )
+    x = data.draw(hnp.arrays(np.int64, (n, c, h, w), elements=ints(ACT_MAX)))
+    weight = data.draw(hnp.arrays(np.int64, (m, c, 3, kw), elements=ints(WEIGHT_MAX)))
+    attrs = {
+        "shift": data.draw(st.integers(0, 30)),
+        "bias_shift": 0,
+        "chunk": 0,
+        "strides": (data.draw(st.integers(1, 2)), 1),
+        "dilations": (1, dw),
+        "pads": (1, pl, 1, pr),
+        "group": 1,
+    }
+    want = reference(x, weight, None, attrs, ACT_MAX)
+    assert want[0].shape[-1] == ow
+    for _ in each_conv_impl():
+        same(fused.conv2d(x, weight, None, attrs, ACT_MAX), want)
+
+
 @st.composite
 def pool_cases(draw: st.DrawFn) -> tuple[Any, ...]:
     n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
@@ -206,6 +239,31 @@ def test_pooling_matches_numpy(case: tuple[Any, ...], kind: str) -> None:
     want = saturate(KERNELS[op](step, [x], program), limit)
     mode = {"max_pool": "max", "avg_pool": "avg", "avg_pool_include_pad": "avg_include_pad"}
     same(fused.pool2d(x, mode[kind], POOL_FILL if op == "max_pool" else 0, attrs, limit), want)
+    same(FUSED[op](step, [x], program, limit), want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.data(),
+    st.integers(1, 4),
+    st.sampled_from([1, 2, 3, 4, 5, 8]),
+    st.sampled_from(["max_pool", "avg_pool"]),
+)
+def test_pooling_windows_that_tile_the_planes_match_numpy(
+    data: st.DataObject, kh: int, kw: int, op: str
+) -> None:
+    """Stride = kernel, no padding, planes a whole number of windows: the C kernel's
+    contiguous path (constant-width code for rows of 4 and 8 values), over enough planes for
+    several row blocks, and at values whose sums need the exact division."""
+    oh, ow = data.draw(st.integers(1, 4)), data.draw(st.sampled_from([1, 2, 4, 8]))
+    planes = data.draw(st.sampled_from([1, 5, 130, 600]))
+    bound = data.draw(st.sampled_from([ACT_MAX, 1 << 52]))
+    x = data.draw(hnp.arrays(np.int64, (1, planes, oh * kh, ow * kw), elements=ints(bound)))
+    limit = data.draw(LIMITS)
+    geometry = {"kernel": (kh, kw), "strides": (kh, kw), "dilations": (1, 1), "pads": (0,) * 4}
+    attrs = geometry if op == "max_pool" else {**geometry, "count_include_pad": 0}
+    step, program = _pool_step(op, attrs, (1, planes, oh, ow))
+    want = saturate(KERNELS[op](step, [x], program), limit)
     same(FUSED[op](step, [x], program, limit), want)
 
 
