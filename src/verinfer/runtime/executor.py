@@ -21,7 +21,7 @@ from verinfer.runtime import fused
 from verinfer.runtime.commit import commit_list, keccak256, leaf_suffix, tensor_root
 from verinfer.runtime.commit import native as native_commit
 from verinfer.runtime.fixed import ACT_MAX, INT32_MAX, IntArray, dequantize, saturate
-from verinfer.runtime.ops import FUSED, KERNELS, RELU_FUSES_INTO, FusedKernel, Kernel
+from verinfer.runtime.ops import FUSED, KERNELS, PLANNERS, RELU_FUSES_INTO, FusedKernel, Kernel
 from verinfer.runtime.program import Program, Step, Tensor
 
 log = structlog.get_logger(__name__)
@@ -175,13 +175,14 @@ def _plan(program: Program) -> _Plan:
     steps: list[_PlannedStep] = []
     for step in program.steps:
         out = program.tensors[step.output]
-        run = FUSED.get(step.op) or partial(_saturating, KERNELS[step.op])
+        limit = ACT_MAX if out.kind == "fx" else INT32_MAX
+        planned = PLANNERS[step.op](step, program, limit) if step.op in PLANNERS else None
+        run = planned or FUSED.get(step.op) or partial(_saturating, KERNELS[step.op])
         if step.attrs.get("relu") and step.op not in RELU_FUSES_INTO:
             raise ModelError(f"step {step.op} ({step.node}) cannot carry a fused Relu")
         ins = tuple(
             (n, None if n in position or n in inputs else program.const(n)) for n in step.inputs
         )
-        limit = ACT_MAX if out.kind == "fx" else INT32_MAX
         same = position.get(step.inputs[0]) if step.op in _SAME_VALUES_OPS else None
         steps.append((step, run, ins, out.shape, limit, same))
         position[step.output] = len(shared)

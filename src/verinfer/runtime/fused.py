@@ -90,21 +90,45 @@ def requantize(
     """A dot product's accumulator (float64 holding exact integers, or int64) to the output
     tensor: add ``bias << bias_shift``, ``shr_round`` by ``shift``, saturate, and with
     ``relu`` max(0, .) (a Relu the compiler fused into the step). (out, clamped)."""
+    prepared = prepare_requantize(acc.shape[-1:], bias, bias_shift, shift, limit, relu)
+    if prepared is None or acc.dtype.char not in "dlq":
+        return then_relu(numpy_requantize(acc, bias, bias_shift, shift, limit), relu)
+    return run_requantize(prepared, acc)
+
+
+# requantize's C arguments after the accumulator: (bias, bias_shift, shift, limit, relu).
+PreparedRequantize = tuple[IntArray | None, int, int, int, int]
+
+
+def prepare_requantize(
+    last_axis: tuple[int, ...],
+    bias: IntArray | None,
+    bias_shift: int,
+    shift: int,
+    limit: int,
+    relu: bool,
+) -> PreparedRequantize | None:
+    """requantize's C call for accumulators whose last axis is ``last_axis`` (one entry, or
+    none for a scalar), or None where only numpy applies."""
     if (
         _fixed is None
         or not 0 <= bias_shift <= _SHIFT_MAX
         or not -_SHIFT_MAX <= shift <= _SHIFT_MAX
         or not 0 <= limit < 1 << 63
-        or (bias is not None and (bias.ndim != 1 or acc.shape[-1:] != bias.shape))
-        or acc.dtype.char not in "dlq"
+        or (bias is not None and (bias.ndim != 1 or tuple(last_axis) != bias.shape))
         or (bias is not None and bias.dtype.char not in "lq")
     ):
-        return then_relu(numpy_requantize(acc, bias, bias_shift, shift, limit), relu)
+        return None
+    bias = None if bias is None else np.ascontiguousarray(bias)
+    return bias, bias_shift, shift, limit, 1 if relu else 0
+
+
+def run_requantize(prepared: PreparedRequantize, acc: NDArray[Any]) -> tuple[IntArray, int]:
+    """A prepared requantize of a float64 or int64 accumulator: (out, clamped)."""
     acc = np.ascontiguousarray(acc)
     out = np.empty(acc.shape, dtype=np.int64)
-    if bias is not None:
-        bias = np.ascontiguousarray(bias)
-    return out, _fixed.requantize(acc, bias, bias_shift, shift, limit, out, 1 if relu else 0)
+    bias, bias_shift, shift, limit, relu = prepared
+    return out, _fixed.requantize(acc, bias, bias_shift, shift, limit, out, relu)
 
 
 def then_relu(done: tuple[IntArray, int], relu: bool) -> tuple[IntArray, int]:
@@ -150,6 +174,47 @@ def _out_hw(
     return oh, ow
 
 
+# The C kernels' integer arguments for one step, worked out once per program: (the output
+# shape, the arguments after the arrays). The prepare_* functions return None where the C
+# kernel does not apply (no extension, odd geometry or ranges): the caller runs numpy.
+Prepared = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def prepare_conv2d(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: Mapping[str, Any], limit: int
+) -> Prepared | None:
+    """The conv2d step's C call for inputs of these shapes (see ``conv2d``)."""
+    a = attrs
+    (sh, sw), (dh, dw), pads, group = a["strides"], a["dilations"], a["pads"], a["group"]
+    if (
+        _fixed is None
+        or len(x_shape) != 4
+        or len(w_shape) != 4
+        or 0 in w_shape
+        or not _geometry_ok((sh, sw, dh, dw, group), tuple(pads))
+        or not 0 <= a["bias_shift"] <= _SHIFT_MAX
+        or not -_SHIFT_MAX <= a["shift"] <= _SHIFT_MAX
+        or not 0 <= limit < 1 << 63
+    ):
+        return None
+    n, _, h, wd = x_shape
+    m, _, kh, kw = w_shape
+    oh, ow = _out_hw((h, wd), (kh, kw), (sh, sw), (dh, dw), pads)
+    if oh < 1 or ow < 1:
+        return None
+    geometry = (sh, sw, dh, dw, pads[0], pads[1], pads[2], pads[3], group)
+    tail = (a["bias_shift"], a["shift"], limit, 1 if a.get("relu") else 0)
+    return (n, m, oh, ow), geometry + tail
+
+
+def run_conv2d(
+    prepared: Prepared, x: IntArray, w: IntArray, bias: IntArray | None
+) -> tuple[IntArray, int]:
+    """A prepared conv2d call on int64 arrays (w and bias C-contiguous): (out, clamped)."""
+    out = np.empty(prepared[0], dtype=np.int64)
+    return out, _fixed.conv2d(np.ascontiguousarray(x), w, bias, out, *prepared[1])
+
+
 def conv2d(
     x: IntArray,
     w: IntArray,
@@ -160,56 +225,22 @@ def conv2d(
     """The conv2d step (``ops.linear.conv2d_reference``), its saturation and its fused Relu
     (``attrs["relu"]``) in C: (out, clamped), or None where the C kernel does not apply (no
     extension, odd dtypes or ranges), and the caller runs the numpy reference."""
-    a = attrs
-    (sh, sw), (dh, dw), pads, group = a["strides"], a["dilations"], a["pads"], a["group"]
-    if (
-        _fixed is None
-        or x.ndim != 4
-        or w.ndim != 4
-        or not (_int64(x) and _int64(w) and (bias is None or _int64(bias)))
-        or 0 in w.shape
-        or not _geometry_ok((sh, sw, dh, dw, group), tuple(pads))
-        or not 0 <= a["bias_shift"] <= _SHIFT_MAX
-        or not -_SHIFT_MAX <= a["shift"] <= _SHIFT_MAX
-        or not 0 <= limit < 1 << 63
-    ):
+    if not (_int64(x) and _int64(w) and (bias is None or _int64(bias))):
         return None
-    n, _, h, wd = x.shape
-    m, _, kh, kw = w.shape
-    oh, ow = _out_hw((h, wd), (kh, kw), (sh, sw), (dh, dw), pads)
-    if oh < 1 or ow < 1:
+    prepared = prepare_conv2d(x.shape, w.shape, attrs, limit)
+    if prepared is None:
         return None
-    out = np.empty((n, m, oh, ow), dtype=np.int64)
-    clamped = _fixed.conv2d(
-        np.ascontiguousarray(x),
-        np.ascontiguousarray(w),
-        None if bias is None else np.ascontiguousarray(bias),
-        out,
-        sh,
-        sw,
-        dh,
-        dw,
-        pads[0],
-        pads[1],
-        pads[2],
-        pads[3],
-        group,
-        a["bias_shift"],
-        a["shift"],
-        limit,
-        1 if a.get("relu") else 0,
-    )
-    return out, clamped
+    bias = None if bias is None else np.ascontiguousarray(bias)
+    return run_conv2d(prepared, x, np.ascontiguousarray(w), bias)
 
 
 POOL_MODES = {"max": 0, "avg": 1, "avg_include_pad": 2}
 
 
-def pool2d(
-    x: IntArray, mode: str, fill: int, attrs: Mapping[str, Any], limit: int
-) -> tuple[IntArray, int] | None:
-    """Max or average pooling of (N, C, H, W) and its saturation in C: (out, clamped), or None
-    where the C kernel does not apply. ``fill`` is what max pooling reads in the padding."""
+def prepare_pool2d(
+    x_shape: tuple[int, ...], mode: str, fill: int, attrs: Mapping[str, Any], limit: int
+) -> Prepared | None:
+    """The pooling C call for an (N, C, H, W) input of this shape (see ``pool2d``)."""
     (kh, kw), (sh, sw), (dh, dw), pads = (
         attrs["kernel"],
         attrs["strides"],
@@ -218,21 +249,32 @@ def pool2d(
     )
     if (
         _fixed is None
-        or x.ndim != 4
-        or not _int64(x)
+        or len(x_shape) != 4
         or not _geometry_ok((kh, kw, sh, sw, dh, dw), tuple(pads))
         or not -(1 << 63) <= fill < 1 << 63
         or not 0 <= limit < 1 << 63
     ):
         return None
-    n, c, h, wd = x.shape
+    n, c, h, wd = x_shape
     oh, ow = _out_hw((h, wd), (kh, kw), (sh, sw), (dh, dw), pads)
     if oh < 1 or ow < 1:
         return None
-    out = np.empty((n, c, oh, ow), dtype=np.int64)
-    src = np.ascontiguousarray(x)
     pt, pl, pb, pr = pads
-    clamped = _fixed.pool2d(
-        src, out, POOL_MODES[mode], fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit
-    )
-    return out, clamped
+    return (n, c, oh, ow), (POOL_MODES[mode], fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit)
+
+
+def run_pool2d(prepared: Prepared, x: IntArray) -> tuple[IntArray, int]:
+    """A prepared pooling call on an int64 (N, C, H, W) array: (out, clamped)."""
+    out = np.empty(prepared[0], dtype=np.int64)
+    return out, _fixed.pool2d(np.ascontiguousarray(x), out, *prepared[1])
+
+
+def pool2d(
+    x: IntArray, mode: str, fill: int, attrs: Mapping[str, Any], limit: int
+) -> tuple[IntArray, int] | None:
+    """Max or average pooling of (N, C, H, W) and its saturation in C: (out, clamped), or None
+    where the C kernel does not apply. ``fill`` is what max pooling reads in the padding."""
+    if not _int64(x):
+        return None
+    prepared = prepare_pool2d(x.shape, mode, fill, attrs, limit)
+    return None if prepared is None else run_pool2d(prepared, x)

@@ -16,7 +16,7 @@ from hypothesis.extra import numpy as hnp
 
 from verinfer.runtime import fused
 from verinfer.runtime.fixed import ACT_MAX, EXACT_FLOAT, INT32_MAX, WEIGHT_MAX, saturate
-from verinfer.runtime.ops import FUSED, KERNELS
+from verinfer.runtime.ops import FUSED, KERNELS, PLANNERS
 from verinfer.runtime.ops.linear import conv2d_reference
 from verinfer.runtime.ops.pooling import POOL_FILL, axis_counts
 from verinfer.runtime.program import Step
@@ -104,6 +104,21 @@ def reference(
     return fused.then_relu(done, bool(attrs.get("relu")))
 
 
+def planned(step: Step, program: Any, args: list[np.ndarray], limit: int) -> tuple[Any, int]:
+    """The step run by the kernel the executor plans for it (PLANNERS), which must exist."""
+    run = PLANNERS[step.op](step, program, limit)
+    assert run is not None
+    return run(step, args, program, limit)
+
+
+def _conv_step(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, attrs: dict[str, Any]
+) -> tuple[Step, Any, list[np.ndarray]]:
+    consts = {"w": w} if bias is None else {"w": w, "b": bias}
+    program = SimpleNamespace(tensors={"x": SimpleNamespace(shape=x.shape)}, const=consts.get)
+    return Step("conv2d", ("x", *consts), "y", attrs), program, [x, *consts.values()]
+
+
 @settings(max_examples=400, deadline=None)
 @given(conv_cases())
 def test_conv2d_matches_numpy(case: tuple[Any, ...]) -> None:
@@ -111,6 +126,7 @@ def test_conv2d_matches_numpy(case: tuple[Any, ...]) -> None:
     want = reference(x, w, bias, attrs, limit)
     for _ in each_conv_impl():
         same(fused.conv2d(x, w, bias, attrs, limit), want)
+    same(planned(*_conv_step(x, w, bias, attrs), limit), want)
     # non-contiguous inputs go through a copy, with the same result
     wide = np.repeat(x, 2, axis=-1)[..., ::2]
     same(fused.conv2d(wide, w, bias, attrs, limit), want)
@@ -224,8 +240,11 @@ def pool_cases(draw: st.DrawFn) -> tuple[Any, ...]:
     return x, geometry, shape, draw(LIMITS)
 
 
-def _pool_step(op: str, attrs: dict[str, Any], shape: tuple[int, ...]) -> tuple[Step, Any]:
-    program = SimpleNamespace(tensors={"y": SimpleNamespace(shape=shape)})
+def _pool_step(
+    op: str, attrs: dict[str, Any], shape: tuple[int, ...], x_shape: tuple[int, ...] = ()
+) -> tuple[Step, Any]:
+    shapes = {"y": shape, "x": x_shape}
+    program = SimpleNamespace(tensors={k: SimpleNamespace(shape=v) for k, v in shapes.items()})
     return Step(op, ("x",), "y", attrs), program
 
 
@@ -235,11 +254,12 @@ def test_pooling_matches_numpy(case: tuple[Any, ...], kind: str) -> None:
     x, geometry, shape, limit = case
     op = "max_pool" if kind == "max_pool" else "avg_pool"
     attrs = geometry if op == "max_pool" else {**geometry, "count_include_pad": int("pad" in kind)}
-    step, program = _pool_step(op, attrs, shape)
+    step, program = _pool_step(op, attrs, shape, x.shape)
     want = saturate(KERNELS[op](step, [x], program), limit)
     mode = {"max_pool": "max", "avg_pool": "avg", "avg_pool_include_pad": "avg_include_pad"}
     same(fused.pool2d(x, mode[kind], POOL_FILL if op == "max_pool" else 0, attrs, limit), want)
     same(FUSED[op](step, [x], program, limit), want)
+    same(planned(step, program, [x], limit), want)
 
 
 @settings(max_examples=200, deadline=None)
@@ -262,17 +282,20 @@ def test_pooling_windows_that_tile_the_planes_match_numpy(
     limit = data.draw(LIMITS)
     geometry = {"kernel": (kh, kw), "strides": (kh, kw), "dilations": (1, 1), "pads": (0,) * 4}
     attrs = geometry if op == "max_pool" else {**geometry, "count_include_pad": 0}
-    step, program = _pool_step(op, attrs, (1, planes, oh, ow))
+    step, program = _pool_step(op, attrs, (1, planes, oh, ow), x.shape)
     want = saturate(KERNELS[op](step, [x], program), limit)
     same(FUSED[op](step, [x], program, limit), want)
+    same(planned(step, program, [x], limit), want)
 
 
 def test_one_dimensional_pooling_runs_as_a_height_of_one() -> None:
     x = np.arange(-20, 20, dtype=np.int64).reshape(2, 2, 10)
     attrs = {"kernel": (1, 3), "strides": (1, 2), "dilations": (1, 1), "pads": (0, 1, 0, 1)}
     for op, extra in (("max_pool", {}), ("avg_pool", {"count_include_pad": 0})):
-        step, program = _pool_step(op, attrs | extra, (2, 2, 5))
-        same(FUSED[op](step, [x], program, 7), saturate(KERNELS[op](step, [x], program), 7))
+        step, program = _pool_step(op, attrs | extra, (2, 2, 5), x.shape)
+        want = saturate(KERNELS[op](step, [x], program), 7)
+        same(FUSED[op](step, [x], program, 7), want)
+        same(planned(step, program, [x], 7), want)
 
 
 @settings(max_examples=200, deadline=None)
@@ -289,9 +312,13 @@ def test_reduce_mean_matches_numpy(x: np.ndarray, data: st.DataObject, limit: in
     axes = tuple(sorted(data.draw(st.sets(st.integers(0, x.ndim - 1), min_size=1))))
     keepdims = data.draw(st.sampled_from([0, 1]))
     shape = np.mean(x, axis=axes, keepdims=bool(keepdims)).shape
-    step, program = _pool_step("reduce_mean", {"axes": axes, "keepdims": keepdims}, shape)
+    step, program = _pool_step("reduce_mean", {"axes": axes, "keepdims": keepdims}, shape, x.shape)
     want = saturate(KERNELS["reduce_mean"](step, [x], program), limit)
     same(FUSED["reduce_mean"](step, [x], program, limit), want)
+    trailing = axes == tuple(range(x.ndim - len(axes), x.ndim))
+    assert (PLANNERS["reduce_mean"](step, program, limit) is not None) == trailing
+    if trailing:  # a C pooling call planned once; other axes run FUSED's numpy path
+        same(planned(step, program, [x], limit), want)
 
 
 # ---- argument checks ------------------------------------------------------------------------

@@ -24,8 +24,15 @@ from verinfer.runtime.fixed import (
     shr_round,
 )
 from verinfer.runtime.fused import conv2d as conv2d_c
-from verinfer.runtime.fused import requantize, then_relu
-from verinfer.runtime.ops import attr, fused, kernel, lowering
+from verinfer.runtime.fused import (
+    prepare_conv2d,
+    prepare_requantize,
+    requantize,
+    run_requantize,
+    then_relu,
+)
+from verinfer.runtime.fused import run_conv2d as run_conv2d_c
+from verinfer.runtime.ops import FusedKernel, attr, fused, kernel, lowering, planner
 from verinfer.runtime.program import Program, Step
 
 if TYPE_CHECKING:
@@ -164,6 +171,26 @@ def run_dense_saturated(
     return requantize(acc, bias, a["bias_shift"], a["shift"], limit, bool(a.get("relu")))
 
 
+@planner("dense")
+def plan_dense(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    """Unchunked: the transposed weights and the requantization's C call prepared once."""
+    a = step.attrs
+    if a["chunk"] or not all(n in program.constants for n in step.inputs[1:]):
+        return None
+    w_t = _weight_t(program, step.inputs[1])
+    bias = program.const(step.inputs[2]) if len(step.inputs) > 2 else None
+    prepared = prepare_requantize(
+        w_t.shape[1:], bias, a["bias_shift"], a["shift"], limit, bool(a.get("relu"))
+    )
+    if prepared is None:
+        return None
+
+    def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
+        return run_requantize(prepared, np.matmul(args[0].astype(np.float64), w_t))
+
+    return run
+
+
 @kernel("matmul")
 def run_matmul(step: Step, args: list[IntArray], program: Program) -> IntArray:
     acc = _dot(args[0].astype(np.float64), args[1].astype(np.float64), step.attrs["chunk"])
@@ -299,6 +326,25 @@ def run_conv2d_saturated(
     if done is not None:
         return done
     return then_relu(saturate(run_conv2d(step, args, program), limit), bool(step.attrs.get("relu")))
+
+
+@planner("conv2d")
+def plan_conv2d(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    """The C call prepared once: weights contiguous, geometry checked and converted."""
+    w = np.ascontiguousarray(program.const(step.inputs[1]))
+    prepared = prepare_conv2d(program.tensors[step.inputs[0]].shape, w.shape, step.attrs, limit)
+    if prepared is None:
+        return None
+
+    def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
+        bias = args[2] if len(args) > 2 else None
+        if args[0].dtype != np.int64 or (bias is not None and bias.dtype != np.int64):
+            return run_conv2d_saturated(step, args, program, limit)
+        return run_conv2d_c(
+            prepared, args[0], w, None if bias is None else np.ascontiguousarray(bias)
+        )
+
+    return run
 
 
 def _depthwise(x: IntArray, w: IntArray, a: Mapping[str, Any]) -> IntArray:

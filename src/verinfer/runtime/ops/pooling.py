@@ -15,7 +15,7 @@ import onnx
 
 from verinfer.runtime import fused as c_kernels
 from verinfer.runtime.fixed import INT32_MAX, IntArray, div_round, saturate
-from verinfer.runtime.ops import KERNELS, attr, fused, kernel, lowering
+from verinfer.runtime.ops import FUSED, KERNELS, FusedKernel, attr, fused, kernel, lowering, planner
 from verinfer.runtime.ops.linear import windows
 from verinfer.runtime.ops.shape import axes_arg, emit_reshape, norm_axes
 from verinfer.runtime.program import Program, Step
@@ -153,6 +153,37 @@ def _pool_saturated(
     return done[0].reshape(program.tensors[step.output].shape), done[1]
 
 
+def _planned_pool(
+    step: Step, program: Program, limit: int, mode: str, fill: int, window: dict[str, Any]
+) -> FusedKernel | None:
+    """The pooling C call prepared once for the step's input shape, seen as (N, C, H, W)."""
+    shape = program.tensors[step.inputs[0]].shape
+    shape4 = (shape[0], shape[1], 1, shape[2]) if len(shape) == 3 else tuple(shape)
+    prepared = c_kernels.prepare_pool2d(shape4, mode, fill, window, limit)
+    if prepared is None:
+        return None
+    out_shape = program.tensors[step.output].shape
+
+    def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
+        if args[0].dtype != np.int64:
+            return FUSED[step.op](step, args, program, limit)
+        out, clamped = c_kernels.run_pool2d(prepared, args[0].reshape(shape4))
+        return out.reshape(out_shape), clamped
+
+    return run
+
+
+@planner("max_pool")
+def plan_max_pool(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    return _planned_pool(step, program, limit, "max", POOL_FILL, dict(step.attrs))
+
+
+@planner("avg_pool")
+def plan_avg_pool(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    mode = "avg_include_pad" if step.attrs["count_include_pad"] else "avg"
+    return _planned_pool(step, program, limit, mode, 0, dict(step.attrs))
+
+
 @fused("max_pool")
 def run_max_pool_saturated(
     step: Step, args: list[IntArray], program: Program, limit: int
@@ -265,19 +296,46 @@ def run_reduce_mean(step: Step, args: list[IntArray], program: Program) -> IntAr
     return div_round(_sum(step, args[0]), n)
 
 
+def _mean_window(step: Step, shape: tuple[int, ...]) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """A mean over trailing axes as average pooling: the input seen as (1, rows, 1, inner) and
+    one window of the inner values per row; ((), {}) for other axes."""
+    axes, k = tuple(step.attrs["axes"]), len(step.attrs["axes"])
+    if not k or axes != tuple(range(len(shape) - k, len(shape))):
+        return (), {}
+    inner = int(np.prod(shape[len(shape) - k :], dtype=np.int64))
+    rows = int(np.prod(shape[: len(shape) - k], dtype=np.int64))
+    window = {"kernel": (1, inner), "strides": (1, 1), "dilations": (1, 1), "pads": (0,) * 4}
+    return (1, rows, 1, inner), window
+
+
+@planner("reduce_mean")
+def plan_reduce_mean(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    shape4, window = _mean_window(step, program.tensors[step.inputs[0]].shape)
+    if not window:
+        return None
+    prepared = c_kernels.prepare_pool2d(shape4, "avg", 0, window, limit)
+    if prepared is None:
+        return None
+    out_shape = program.tensors[step.output].shape
+
+    def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
+        if args[0].dtype != np.int64:
+            return run_reduce_mean_saturated(step, args, program, limit)
+        out, clamped = c_kernels.run_pool2d(prepared, args[0].reshape(shape4))
+        return out.reshape(out_shape), clamped
+
+    return run
+
+
 @fused("reduce_mean")
 def run_reduce_mean_saturated(
     step: Step, args: list[IntArray], program: Program, limit: int
 ) -> tuple[IntArray, int]:
     """Over trailing axes (GlobalAveragePool's case) the mean is one average-pooling window
     per leading index: the C pooling kernel, one pass. Other axes: the numpy kernel."""
-    x, axes = args[0], tuple(step.attrs["axes"])
-    k = len(axes)
-    if k and axes == tuple(range(x.ndim - k, x.ndim)):
-        inner = int(np.prod(x.shape[x.ndim - k :], dtype=np.int64))
-        rows = x.reshape(1, -1, 1, inner)
-        window = {"kernel": (1, inner), "strides": (1, 1), "dilations": (1, 1), "pads": (0,) * 4}
-        done = c_kernels.pool2d(rows, "avg", 0, window, limit)
+    shape4, window = _mean_window(step, args[0].shape)
+    if window:
+        done = c_kernels.pool2d(args[0].reshape(shape4), "avg", 0, window, limit)
         if done is not None:
             return done[0].reshape(program.tensors[step.output].shape), done[1]
     return saturate(run_reduce_mean(step, args, program), limit)
