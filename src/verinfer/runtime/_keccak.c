@@ -289,12 +289,13 @@ hash_pairs_n(const uint8_t *in, uint8_t *out, size_t n)
     IMPLS[current_impl].fn(in, 64, out, n);
 }
 
-/* Root of the tree over n >= 1 words in buf, which has room for n + 1 words; buf is
- * overwritten. A level with an odd count is padded with that level's zero subtree. */
-static void
-merkle_root_inplace(uint8_t *buf, size_t n, uint8_t out[32])
+/* Root of the tree over n >= 1 nodes of `level` in buf, which has room for n + 1 of them;
+ * buf is overwritten. A level with an odd count is padded with that level's zero subtree.
+ * Returns the level of the root. */
+static int
+merkle_root_from(uint8_t *buf, size_t n, int level, uint8_t out[32])
 {
-    for (int level = 0; n > 1; level++) {
+    for (; n > 1; level++) {
         if (n & 1) {
             memcpy(buf + 32 * n, ZERO_HASHES[level], 32);
             n++;
@@ -303,6 +304,14 @@ merkle_root_inplace(uint8_t *buf, size_t n, uint8_t out[32])
         n /= 2;
     }
     memcpy(out, buf, 32);
+    return level;
+}
+
+/* Root of the tree over n >= 1 words (leaves) in buf, as merkle_root_from. */
+static void
+merkle_root_inplace(uint8_t *buf, size_t n, uint8_t out[32])
+{
+    merkle_root_from(buf, n, 0, out);
 }
 
 /* ---- tensor roots ----------------------------------------------------------------------
@@ -343,6 +352,36 @@ words_root(const uint8_t *words, size_t m, uint8_t out[32])
     chunk_leaves(words, m, leaves);
     merkle_root_inplace(leaves, c, out);
     free(leaves);
+    return 0;
+}
+
+/* A tensor of more than PIECE_CHUNKS chunks is hashed in pieces of PIECE_CHUNKS chunks (the
+ * aligned subtrees of level PIECE_LEVEL), which two threads can share; the tensor root is the
+ * tree over the pieces' roots from that level up. The same root as words_root's. */
+#define PIECE_LEVEL 6
+#define PIECE_CHUNKS ((size_t)1 << PIECE_LEVEL)
+#define PIECE_VALUES (PIECE_CHUNKS * CHUNK_BYTES / 4) /* 8,192 */
+
+/* The root of one piece: m >= 1 packed words, at most PIECE_CHUNKS chunks. A tensor's last
+ * piece may have fewer: its tree is completed with zero subtrees up to PIECE_LEVEL, which
+ * is what the whole tensor's tree does at the end of each level. -1 when out of memory. */
+static int
+piece_root(const uint8_t *words, size_t m, uint8_t out[32])
+{
+    size_t c = n_chunks(m);
+    uint8_t *leaves = malloc(32 * (c + 1));
+    if (leaves == NULL) {
+        return -1;
+    }
+    chunk_leaves(words, m, leaves);
+    int level = merkle_root_from(leaves, c, 0, out);
+    free(leaves);
+    for (; level < PIECE_LEVEL; level++) {
+        uint8_t pair[64];
+        memcpy(pair, out, 32);
+        memcpy(pair + 32, ZERO_HASHES[level], 32);
+        keccak256_bytes(pair, 64, out);
+    }
     return 0;
 }
 
@@ -659,7 +698,9 @@ trace_root_of(PyObject *roots, PyObject *suffixes, const uint8_t *const *known_l
  * The executor hands each tensor to a Committer as soon as it is computed and asks for all
  * roots at the end. One process-wide worker thread (no GIL, no Python objects) hashes queued
  * tensors while the executor computes the next steps; at roots() the calling thread hashes
- * whatever of its own is still queued, then waits for the one the worker may be on. Results
+ * whatever of its own is still queued, then waits for the one the worker may be on. A large
+ * tensor is queued as pieces (PIECE_VALUES), so that at roots() the two threads share what
+ * is left of it instead of the caller waiting for the worker to hash all of it. Results
  * do not depend on which thread hashed what. The worker spins briefly after each job (the
  * next tensor usually follows within microseconds), then sleeps on a condition variable. */
 
@@ -678,6 +719,12 @@ typedef struct job {
     int state;        /* QUEUED, RUNNING, DONE */
     uint8_t root[32];
     uint8_t leaf[32]; /* keccak256(root || suffix), made with the root when suffix is set */
+    /* A tensor of more than PIECE_VALUES values is queued as pieces, not itself: */
+    struct job *pieces; /* its pieces, or NULL */
+    size_t n_pieces;
+    struct job *parent; /* a piece's tensor (whose view or words it reads), or NULL */
+    size_t first;       /* a piece's first value in its tensor */
+    size_t n_values;    /* a piece's value count */
 } job;
 
 enum { QUEUED, RUNNING, DONE };
@@ -725,9 +772,61 @@ spin_until_queued(void)
     }
 }
 
+/* A piece's root (piece_root) from its tensor's packed words or values. */
+static void
+run_piece(job *j)
+{
+    const job *t = j->parent;
+    size_t m = (j->n_values + 7) / 8;
+    if (t->words != NULL) {
+        j->rc = piece_root(t->words + 4 * j->first, m, j->root);
+        return;
+    }
+    uint8_t *words = malloc(32 * m);
+    j->rc = words == NULL ? -1
+                          : pack_values((const char *)t->view.buf + j->first * (size_t)t->itemsize,
+                                        t->itemsize, j->n_values, words);
+    if (j->rc == 0) {
+        j->rc = piece_root(words, m, j->root);
+    }
+    free(words);
+}
+
+/* A split tensor's root from its pieces' (all done), and its leaf; frees its packed words.
+ * Its rc: -2 if a piece found a value outside int32, else -1 if one ran out of memory. */
+static void
+combine_pieces(job *t)
+{
+    t->rc = 0;
+    for (size_t i = 0; i < t->n_pieces; i++) {
+        int rc = t->pieces[i].rc;
+        t->rc = rc == -2 || t->rc == -2 ? -2 : (rc != 0 ? rc : t->rc);
+    }
+    uint8_t *buf = t->rc == 0 ? malloc(32 * (t->n_pieces + 1)) : NULL;
+    if (t->rc == 0 && buf == NULL) {
+        t->rc = -1;
+    }
+    if (buf != NULL) {
+        for (size_t i = 0; i < t->n_pieces; i++) {
+            memcpy(buf + 32 * i, t->pieces[i].root, 32);
+        }
+        merkle_root_from(buf, t->n_pieces, PIECE_LEVEL, t->root);
+        free(buf);
+    }
+    PyMem_RawFree(t->words);
+    t->words = NULL;
+    if (t->rc == 0 && t->suffix != NULL) {
+        tensor_leaf(t->root, t->suffix, t->leaf);
+    }
+}
+
 static void
 run_job(job *j)
 {
+    if (j->parent != NULL) {
+        run_piece(j);
+        return;
+    }
     if (j->words != NULL) {
         j->rc = words_root(j->words, j->m, j->root);
         PyMem_RawFree(j->words);
@@ -742,12 +841,27 @@ run_job(job *j)
     }
 }
 
-/* Called with q_lock held. */
+/* Called with q_lock held. A tensor is done when its job is, or, split, when its last piece
+ * is (then its root is made here: a few hashes). Whether every piece is done is read from
+ * their states, not counted down, so that a piece run again after fork() is harmless. */
 static void
 finish_job(job *j)
 {
     j->state = DONE;
-    __atomic_fetch_sub(&j->owner->unfinished, 1, __ATOMIC_RELEASE);
+    job *t = j->parent != NULL ? j->parent : j;
+    if (t != j) {
+        if (t->state == DONE) {
+            return;
+        }
+        for (size_t i = 0; i < t->n_pieces; i++) {
+            if (t->pieces[i].state != DONE) {
+                return;
+            }
+        }
+        combine_pieces(t);
+        t->state = DONE;
+    }
+    __atomic_fetch_sub(&t->owner->unfinished, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&q_done);
 }
 
@@ -901,17 +1015,35 @@ add_job(Committer *self, PyObject *const *args, Py_ssize_t nargs, int here)
             return PyLong_FromSsize_t(self->n_jobs - 1);
         }
     }
+    /* queued whole, or as pieces that the worker and roots() can share (if they fit) */
+    job *first = j, *last = j;
+    size_t queued = 1, n_pieces = (n + PIECE_VALUES - 1) / PIECE_VALUES;
     j->state = QUEUED;
+    if (n_pieces > 1 && (j->pieces = PyMem_RawCalloc(n_pieces, sizeof(job))) != NULL) {
+        j->n_pieces = queued = n_pieces;
+        j->state = RUNNING; /* never in the queue itself */
+        for (size_t i = 0; i < n_pieces; i++) {
+            job *piece = &j->pieces[i];
+            piece->owner = self;
+            piece->parent = j;
+            piece->first = i * PIECE_VALUES;
+            piece->n_values = n - piece->first < PIECE_VALUES ? n - piece->first : PIECE_VALUES;
+            piece->state = QUEUED;
+            piece->next = i + 1 < n_pieces ? &j->pieces[i + 1] : NULL;
+        }
+        first = &j->pieces[0];
+        last = &j->pieces[n_pieces - 1];
+    }
     pthread_mutex_lock(&q_lock);
     __atomic_fetch_add(&self->unfinished, 1, __ATOMIC_RELAXED);
     if (q_tail != NULL) {
-        q_tail->next = j;
+        q_tail->next = first;
     }
     else {
-        q_head = j;
+        q_head = first;
     }
-    q_tail = j;
-    __atomic_store_n(&q_len, q_len + 1, __ATOMIC_RELAXED);
+    q_tail = last;
+    __atomic_store_n(&q_len, q_len + (int)queued, __ATOMIC_RELAXED);
     ensure_worker();
     if (worker_sleeping) {
         pthread_cond_signal(&q_work);
@@ -1085,6 +1217,7 @@ Committer_dealloc(Committer *self)
             PyBuffer_Release(&self->jobs[i]->view);
         }
         PyMem_RawFree(self->jobs[i]->words); /* NULL once hashed */
+        PyMem_RawFree(self->jobs[i]->pieces);
         Py_XDECREF(self->jobs[i]->suffix);
         PyMem_RawFree(self->jobs[i]);
     }

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from verinfer.runtime import commit
 from verinfer.runtime.commit import commit_list, leaf_suffix, native, tensor_leaf, tensor_root
 
 pytestmark = pytest.mark.skipif(native is None, reason="no C extension")
@@ -59,9 +60,47 @@ def test_trace_equals_commit_list_of_tensor_leaves(sizes: list[int], data: st.Da
     assert root == commit_list([*leaves, tensor_leaf(expected[0], (1, sizes[0]), 7)])
 
 
+def python_tensor_root(values: np.ndarray) -> bytes:
+    """The tensor root by the pure-Python hasher: independent of the C tree code."""
+    return commit._py_words_root(commit.pack_words(values))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [8193, 2 * 8192, 2 * 8192 + 1, 3 * 8192 - 5, 4 * 8192 + 129, 9 * 8192 + 999]
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from([np.int32, np.int64]),
+    st.data(),
+)
+def test_large_tensors_hashed_in_pieces_have_the_whole_tree_root(
+    sizes: list[int], dtype: type, data: st.DataObject
+) -> None:
+    """A tensor of more than 8,192 values is queued as pieces of 64 chunks (aligned subtrees)
+    that the worker and roots() share, the last one short and completed with zero subtrees;
+    its root and leaf are those of the whole tree. Mixed with a small tensor in between."""
+    rng = np.random.default_rng(sum(sizes))
+    arrays = [rng.integers(-(2**31), 2**31, size=n).astype(dtype) for n in sizes]
+    arrays.insert(1, rng.integers(-100, 100, size=300).astype(dtype))
+    suffixes = [leaf_suffix((a.size,), 3) for a in arrays]
+    committer = native.Committer()
+    jobs = [committer.add(a, sfx) for a, sfx in zip(arrays, suffixes, strict=True)]
+    if data.draw(st.booleans(), label="join at once"):  # roots() takes pieces still queued
+        committer.roots()
+    roots, root = committer.trace(jobs, tuple(suffixes))
+    expected = [python_tensor_root(a) for a in arrays]
+    assert roots == expected
+    leaves = [tensor_leaf(r, (a.size,), 3) for r, a in zip(expected, arrays, strict=True)]
+    assert root == commit_list(leaves)
+
+
 def test_committers_on_many_threads_at_once() -> None:
     rng = np.random.default_rng(7)
-    arrays = [rng.integers(-(2**31), 2**31, size=n, dtype=np.int64) for n in (1, 100, 5000)]
+    arrays = [rng.integers(-(2**31), 2**31, size=n, dtype=np.int64) for n in (1, 100, 5000, 20000)]
     expected = [tensor_root(a) for a in arrays]
     results: list[list[bytes]] = []
     lock = threading.Lock()
@@ -109,7 +148,7 @@ def test_arrays_that_cannot_be_committed_are_refused(bad: object) -> None:
 
 
 @pytest.mark.parametrize("method", ["add", "hash"])
-@pytest.mark.parametrize("size", [2, 10_000], ids=["packed", "in-place"])
+@pytest.mark.parametrize("size", [2, 5_000, 30_000], ids=["packed", "in-place", "in pieces"])
 def test_values_outside_int32_raise_at_roots(method: str, size: int) -> None:
     committer = native.Committer()
     committer.add(np.array([1, 2], dtype=np.int64))
