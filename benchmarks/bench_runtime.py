@@ -4,7 +4,8 @@ in one run: every test model at batch 1 and 64, and MiniLM (L=128) at batch 1.
     .venv/bin/python benchmarks/bench_runtime.py [--repeat N] [--skip-minilm]
 
 For each: onnxruntime latency, verinfer latency without and with the trace commitment (every
-step's tensor Merkle root and trace_root), and the ratios the targets are stated in. Medians.
+step's tensor Merkle root and trace_root), and the ratios the targets are stated in. Medians,
+each variant sampled in interleaved blocks.
 """
 
 from __future__ import annotations
@@ -23,16 +24,22 @@ import onnxruntime as ort
 from verinfer.runtime import Program, compile_model
 from verinfer.runtime.testmodels import TEST_MODELS
 
+ROUNDS = 5  # interleaved blocks per measurement
 
-def median_ms(fn: Callable[[], Any], repeat: int) -> float:
+
+def samples_ms(fn: Callable[[], Any], repeat: int) -> list[float]:
     for _ in range(3):  # warm-up: first runs fault in pages and prepare weights
         fn()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def median_ms(fn: Callable[[], Any], repeat: int) -> float:
+    return statistics.median(samples_ms(fn, repeat))
 
 
 def batched(feed: dict[str, Any], batch: int) -> dict[str, Any]:
@@ -46,13 +53,22 @@ def batched(feed: dict[str, Any], batch: int) -> dict[str, Any]:
 def measure(
     label: str, onnx_path: Any, program: Program, feed: dict[str, Any], repeat: int
 ) -> None:
+    """Medians of onnxruntime, verinfer and verinfer with the trace, each sampled in ROUNDS
+    interleaved blocks: this VM's speed drifts by 10-30% over seconds, and timing one after the
+    other would put the drift into the ratios."""
     # onnxruntime as a user gets it: default options, its thread pool spinning between runs
     # (turning spinning off makes every run wait for threads to wake, 1.5x-3x slower here).
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    ort_ms = median_ms(lambda: session.run(None, feed), repeat)
-    time.sleep(0.2)  # its threads stop spinning, and leave both cores to verinfer
-    run_ms = median_ms(lambda: program.run(feed, trace=False), repeat)
-    traced_ms = median_ms(lambda: program.run(feed, trace=True).trace_root, repeat)
+    ort_t: list[float] = []
+    run_t: list[float] = []
+    traced_t: list[float] = []
+    block = max(repeat // ROUNDS, 1)
+    for _ in range(ROUNDS):
+        ort_t += samples_ms(lambda: session.run(None, feed), block)
+        time.sleep(0.2)  # its threads stop spinning, and leave both cores to verinfer
+        run_t += samples_ms(lambda: program.run(feed, trace=False), block)
+        traced_t += samples_ms(lambda: program.run(feed, trace=True).trace_root, block)
+    ort_ms, run_ms, traced_ms = (statistics.median(t) for t in (ort_t, run_t, traced_t))
     extra = traced_ms - run_ms
     print(
         f"| {label} | {ort_ms:.3f} | {run_ms:.3f} | {run_ms / ort_ms:.2f}x | {traced_ms:.3f} | "
