@@ -154,11 +154,16 @@ def _pool_saturated(
 
 
 def _planned_pool(
-    step: Step, program: Program, limit: int, mode: str, fill: int, window: dict[str, Any]
+    step: Step,
+    program: Program,
+    limit: int,
+    shape4: tuple[int, ...],
+    mode: str,
+    fill: int,
+    window: dict[str, Any],
 ) -> FusedKernel | None:
-    """The pooling C call prepared once for the step's input shape, seen as (N, C, H, W)."""
-    shape = program.tensors[step.inputs[0]].shape
-    shape4 = (shape[0], shape[1], 1, shape[2]) if len(shape) == 3 else tuple(shape)
+    """The pooling C call prepared once, for the step's input seen as ``shape4`` (N, C, H,
+    W); FUSED's kernel for an input of another dtype."""
     prepared = c_kernels.prepare_pool2d(shape4, mode, fill, window, limit)
     if prepared is None:
         return None
@@ -173,15 +178,22 @@ def _planned_pool(
     return run
 
 
+def _nchw(program: Program, step: Step) -> tuple[int, ...]:
+    """The step's input shape, a 1-D pooling's (N, C, L) as (N, C, 1, L)."""
+    shape = program.tensors[step.inputs[0]].shape
+    return (shape[0], shape[1], 1, shape[2]) if len(shape) == 3 else tuple(shape)
+
+
 @planner("max_pool")
 def plan_max_pool(step: Step, program: Program, limit: int) -> FusedKernel | None:
-    return _planned_pool(step, program, limit, "max", POOL_FILL, dict(step.attrs))
+    shape4 = _nchw(program, step)
+    return _planned_pool(step, program, limit, shape4, "max", POOL_FILL, dict(step.attrs))
 
 
 @planner("avg_pool")
 def plan_avg_pool(step: Step, program: Program, limit: int) -> FusedKernel | None:
     mode = "avg_include_pad" if step.attrs["count_include_pad"] else "avg"
-    return _planned_pool(step, program, limit, mode, 0, dict(step.attrs))
+    return _planned_pool(step, program, limit, _nchw(program, step), mode, 0, dict(step.attrs))
 
 
 @fused("max_pool")
@@ -311,20 +323,7 @@ def _mean_window(step: Step, shape: tuple[int, ...]) -> tuple[tuple[int, ...], d
 @planner("reduce_mean")
 def plan_reduce_mean(step: Step, program: Program, limit: int) -> FusedKernel | None:
     shape4, window = _mean_window(step, program.tensors[step.inputs[0]].shape)
-    if not window:
-        return None
-    prepared = c_kernels.prepare_pool2d(shape4, "avg", 0, window, limit)
-    if prepared is None:
-        return None
-    out_shape = program.tensors[step.output].shape
-
-    def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
-        if args[0].dtype != np.int64:
-            return run_reduce_mean_saturated(step, args, program, limit)
-        out, clamped = c_kernels.run_pool2d(prepared, args[0].reshape(shape4))
-        return out.reshape(out_shape), clamped
-
-    return run
+    return _planned_pool(step, program, limit, shape4, "avg", 0, window) if window else None
 
 
 @fused("reduce_mean")
