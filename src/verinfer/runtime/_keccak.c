@@ -722,7 +722,7 @@ typedef struct job {
     /* A tensor of more than PIECE_VALUES values is queued as pieces, not itself: */
     struct job *pieces; /* its pieces, or NULL */
     size_t n_pieces;
-    struct job *parent; /* a piece's tensor (whose view or words it reads), or NULL */
+    struct job *parent; /* a piece's tensor (whose view it reads), or NULL */
     size_t first;       /* a piece's first value in its tensor */
     size_t n_values;    /* a piece's value count */
 } job;
@@ -752,6 +752,7 @@ static job *worker_job; /* the job the worker is on, for fork */
  * the host. */
 #define SPIN_NS 200000L
 #define PACK_HERE_VALUES 4096 /* tensors of at most this many values are packed by add() */
+_Static_assert(PACK_HERE_VALUES < PIECE_VALUES, "a packed tensor is never split in pieces");
 
 static int64_t
 now_ns(void)
@@ -772,16 +773,13 @@ spin_until_queued(void)
     }
 }
 
-/* A piece's root (piece_root) from its tensor's packed words or values. */
+/* A piece's root (piece_root) from its tensor's values: a split tensor is never one that
+ * add() packed (PACK_HERE_VALUES < PIECE_VALUES). */
 static void
 run_piece(job *j)
 {
     const job *t = j->parent;
     size_t m = (j->n_values + 7) / 8;
-    if (t->words != NULL) {
-        j->rc = piece_root(t->words + 4 * j->first, m, j->root);
-        return;
-    }
     uint8_t *words = malloc(32 * m);
     j->rc = words == NULL ? -1
                           : pack_values((const char *)t->view.buf + j->first * (size_t)t->itemsize,
@@ -792,8 +790,8 @@ run_piece(job *j)
     free(words);
 }
 
-/* A split tensor's root from its pieces' (all done), and its leaf; frees its packed words.
- * Its rc: -2 if a piece found a value outside int32, else -1 if one ran out of memory. */
+/* A split tensor's root from its pieces' (all done), and its leaf. Its rc: -2 if a piece
+ * found a value outside int32, else -1 if one ran out of memory. */
 static void
 combine_pieces(job *t)
 {
@@ -813,8 +811,6 @@ combine_pieces(job *t)
         merkle_root_from(buf, t->n_pieces, PIECE_LEVEL, t->root);
         free(buf);
     }
-    PyMem_RawFree(t->words);
-    t->words = NULL;
     if (t->rc == 0 && t->suffix != NULL) {
         tensor_leaf(t->root, t->suffix, t->leaf);
     }
