@@ -1190,31 +1190,21 @@ pool_rows(const int64_t *restrict src, Py_ssize_t nb, Py_ssize_t kh, Py_ssize_t 
     }
 }
 
-/* dst[t] = saturate(div_round(acc[t], count)), t < n: the average of a full window. */
-static inline Py_ssize_t
-pool_mean(const int64_t *restrict acc, Py_ssize_t n, int64_t count, int64_t limit,
-          int64_t *restrict dst)
+/* Output rows per block of pool_tiled: at most TILE_VALUES input values, at least one row. */
+static Py_ssize_t
+tile_rows(const pool_args *a)
 {
-    Py_ssize_t over = 0;
-    if (max_abs(acc, n) < (1LL << 49) - count) {
-        const double inv = 1.0 / (double)count;
-        for (Py_ssize_t t = 0; t < n; t++) {
-            dst[t] = clamp(div_round_small(acc[t], count, inv), limit, &over);
-        }
-    } else {
-        for (Py_ssize_t t = 0; t < n; t++) {
-            dst[t] = clamp(div_round(acc[t], count), limit, &over);
-        }
-    }
-    return over;
+    const Py_ssize_t per_block = TILE_VALUES / (a->kh * a->wd);
+    return per_block < 1 ? 1 : per_block;
 }
 
+/* count and inv (averages only): kh * kw and its inverse for each output of a block, as
+ * pool_average takes them. */
 VECTOR_CLONES static Py_ssize_t
-pool_tiled(const pool_args *a, int64_t *line, int64_t *acc)
+pool_tiled(const pool_args *a, int64_t *line, int64_t *acc, const int64_t *count,
+           const double *inv)
 {
-    const Py_ssize_t rows = a->planes * a->oh, in_row = a->kh * a->wd;
-    Py_ssize_t per_block = TILE_VALUES / in_row;
-    per_block = per_block < 1 ? 1 : per_block;
+    const Py_ssize_t rows = a->planes * a->oh, in_row = a->kh * a->wd, per_block = tile_rows(a);
     const int max = a->mode == 0;
     Py_ssize_t over = 0;
     for (Py_ssize_t r0 = 0; r0 < rows; r0 += per_block) {
@@ -1240,7 +1230,8 @@ pool_tiled(const pool_args *a, int64_t *line, int64_t *acc)
             over += saturate_loop(acc, n, a->limit, out);
         } else {
             pool_row_windows(src, n, a->kw, 0, acc);
-            over += pool_mean(acc, n, a->kh * a->kw, a->limit, out);
+            const int small = max_abs(acc, n) < (1LL << 49);
+            over += pool_average(acc, count, inv, small, n, a->limit, out);
         }
     }
     return over;
@@ -1255,11 +1246,20 @@ pool_loop(const pool_args *a)
     if (pool_is_tiled(a)) {
         const Py_ssize_t in_row = a->kh * a->wd;
         const Py_ssize_t line_len = in_row > TILE_VALUES ? in_row : TILE_VALUES;
-        int64_t *scratch = PyMem_RawMalloc((size_t)(2 * line_len) * sizeof(int64_t));
+        int64_t *scratch = PyMem_RawMalloc((size_t)(4 * line_len) * sizeof(int64_t));
         if (scratch == NULL) {
             return -1;
         }
-        const Py_ssize_t over = pool_tiled(a, scratch, scratch + line_len);
+        int64_t *count = scratch + 2 * line_len;
+        double *inv = (double *)(count + line_len);
+        const Py_ssize_t rows = a->planes * a->oh, per_block = tile_rows(a);
+        const Py_ssize_t outs = (rows < per_block ? rows : per_block) * a->ow;
+        const double taps_inv = 1.0 / (double)(a->kh * a->kw);
+        for (Py_ssize_t q = 0; a->mode != 0 && q < outs; q++) { /* a block's outputs */
+            count[q] = a->kh * a->kw;
+            inv[q] = taps_inv;
+        }
+        const Py_ssize_t over = pool_tiled(a, scratch, scratch + line_len, count, inv);
         PyMem_RawFree(scratch);
         return over;
     }
