@@ -115,7 +115,9 @@ def _conv_step(
     x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, attrs: dict[str, Any]
 ) -> tuple[Step, Any, list[np.ndarray]]:
     consts = {"w": w} if bias is None else {"w": w, "b": bias}
-    program = SimpleNamespace(tensors={"x": SimpleNamespace(shape=x.shape)}, const=consts.get)
+    program = SimpleNamespace(
+        tensors={"x": SimpleNamespace(shape=x.shape)}, constants=consts, const=consts.get
+    )
     return Step("conv2d", ("x", *consts), "y", attrs), program, [x, *consts.values()]
 
 

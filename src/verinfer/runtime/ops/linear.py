@@ -330,19 +330,19 @@ def run_conv2d_saturated(
 
 @planner("conv2d")
 def plan_conv2d(step: Step, program: Program, limit: int) -> FusedKernel | None:
-    """The C call prepared once: weights contiguous, geometry checked and converted."""
+    """The C call prepared once: weights and bias contiguous, geometry checked and converted."""
+    if not all(n in program.constants for n in step.inputs[1:]):
+        return None
     w = np.ascontiguousarray(program.const(step.inputs[1]))
+    bias = np.ascontiguousarray(program.const(step.inputs[2])) if len(step.inputs) > 2 else None
     prepared = prepare_conv2d(program.tensors[step.inputs[0]].shape, w.shape, step.attrs, limit)
     if prepared is None:
         return None
 
     def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
-        bias = args[2] if len(args) > 2 else None
-        if args[0].dtype != np.int64 or (bias is not None and bias.dtype != np.int64):
+        if args[0].dtype != np.int64:
             return run_conv2d_saturated(step, args, program, limit)
-        return run_conv2d_c(
-            prepared, args[0], w, None if bias is None else np.ascontiguousarray(bias)
-        )
+        return run_conv2d_c(prepared, args[0], w, bias)
 
     return run
 
