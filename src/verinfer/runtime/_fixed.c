@@ -19,6 +19,9 @@
  *   conv2d(x, w, bias_or_None, dst, sh, sw, dh, dw, pt, pl, pb, pr, group, bias_shift, shift,
  *          limit) -> clamped count; x (N, C, H, W), w (M, C/group, kh, kw), dst (N, M, OH, OW)
  *   pool2d(x, dst, mode, fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit) -> clamped count
+ *   lut(x, table, lo, shift, intervals, limit, dst) -> clamped count; table int64 [intervals+1]
+ *   softmax(x, table, lo, shift, intervals, out_scale, limit, dst) -> clamped count; x, dst
+ *          (rows, n), the softmax of each row
  * conv2d and pool2d are checked against the numpy op kernels by test_conv_kernel.py.
  */
 #define PY_SSIZE_T_CLEAN
@@ -1374,6 +1377,200 @@ py_pool2d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* ------------------------------------------------------------------------------------- */
+
+/*
+ * lut and softmax: the table steps (ops/nonlinear.py, tables.lookup) and their saturation.
+ *
+ * Why: numpy's lookup takes a dozen passes over the tensor (clip, shifts, two gathers,
+ * two where), about 14 ns a value; MiniLM runs 1.2 million values through GELU's table and
+ * as many through softmax. One pass here. The table has intervals + 1 entries, 0 <= shift
+ * <= 62 and intervals << shift < 2**62 (checked by the callers), so every index is in range.
+ */
+typedef struct {
+    const int64_t *table;
+    int64_t lo, last, intervals;
+    int shift;
+} lut_args;
+
+/* tables.lookup of one value: T[i] + shr_round((T[i+1] - T[i]) * frac, shift) inside the
+ * grid, T[0] below it, T[intervals] above it (int64 wrap-around as numpy's). */
+static inline int64_t
+lut_value(const lut_args *t, int64_t x)
+{
+    const int64_t u = (int64_t)((uint64_t)x - (uint64_t)t->lo);
+    const int64_t inside = u < 0 ? 0 : (u >= t->last ? t->last - 1 : u);
+    const int64_t i = inside >> t->shift, frac = inside - (i << t->shift);
+    const int64_t left = t->table[i];
+    const int64_t step = (int64_t)(((uint64_t)t->table[i + 1] - (uint64_t)left) * (uint64_t)frac);
+    const int64_t y = wrap_add(left, shr_round(step, t->shift));
+    return u < 0 ? t->table[0] : (u >= t->last ? t->table[t->intervals] : y);
+}
+
+VECTOR_CLONES static Py_ssize_t
+lut_loop(const lut_args *t, const int64_t *restrict x, Py_ssize_t n, int64_t limit,
+         int64_t *restrict dst)
+{
+    Py_ssize_t over = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        dst[i] = clamp(lut_value(t, x[i]), limit, &over);
+    }
+    return over;
+}
+
+/* Softmax of `rows` rows of n values (ops/nonlinear.run_softmax): e = T(x - max), S = sum e,
+ * y = div_round(e << out_scale, S), saturated. The table's entries are in [0, 2**31) and
+ * out_scale <= 30 (checked by the caller), so 0 <= e <= S, every quotient is at most
+ * 2**out_scale + 1/2 and div_round_small is exact (its float64 quotient is within 2**-20 of
+ * the true one). S = 0 (a table of zeros) gives 0, as numpy's integer division by zero.
+ * dst holds e until the row is divided. */
+VECTOR_CLONES static Py_ssize_t
+softmax_loop(const lut_args *t, const int64_t *restrict x, Py_ssize_t rows, Py_ssize_t n,
+             int out_scale, int64_t limit, int64_t *restrict dst)
+{
+    Py_ssize_t over = 0;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const int64_t *row = x + r * n;
+        int64_t *e = dst + r * n;
+        int64_t m = row[0], total = 0;
+        for (Py_ssize_t i = 1; i < n; i++) {
+            m = row[i] > m ? row[i] : m;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            e[i] = lut_value(t, (int64_t)((uint64_t)row[i] - (uint64_t)m));
+            total += e[i];
+        }
+        const double inv = total > 0 ? 1.0 / (double)total : 0.0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t y = total > 0 ? div_round_small(e[i] << out_scale, total, inv) : 0;
+            e[i] = clamp(y, limit, &over);
+        }
+    }
+    return over;
+}
+
+/* The lut_args of (table, lo, shift, intervals) args; -1 with an exception if they are not
+ * what lut_value may index. */
+static int
+parse_lut(PyObject *const *args, Py_buffer *table, lut_args *t)
+{
+    static const char *const names[] = {"lo", "shift", "intervals"};
+    static const long long lo[] = {INT64_MIN / 4, 0, 1};
+    static const long long hi[] = {INT64_MAX / 4, 62, INT64_MAX / 4};
+    long long v[3];
+    if (parse_ints(args, 1, 3, names, lo, hi, v) < 0 || get_int64(args[0], table, 0, 1, "table") < 0) {
+        return -1;
+    }
+    if (v[2] > (INT64_MAX / 4) >> v[1] || table->shape[0] != v[2] + 1) {
+        PyErr_SetString(PyExc_ValueError, "lut: the table must have intervals + 1 entries, "
+                                          "and intervals << shift < 2**61");
+        PyBuffer_Release(table);
+        return -1;
+    }
+    *t = (lut_args){.table = table->buf, .lo = (int64_t)v[0], .shift = (int)v[1],
+                    .intervals = (int64_t)v[2], .last = (int64_t)v[2] << v[1]};
+    return 0;
+}
+
+static PyObject *
+py_lut(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "lut(x, table, lo, shift, intervals, limit, dst)");
+        return NULL;
+    }
+    long long limit;
+    if (parse_int(args[5], 0, INT64_MAX, &limit, "limit") < 0) {
+        return NULL;
+    }
+    Py_buffer table, x, dst;
+    lut_args t;
+    if (parse_lut(args + 1, &table, &t) < 0) {
+        return NULL;
+    }
+    if (get_buffer(args[0], &x, 0, "x") < 0) {
+        PyBuffer_Release(&table);
+        return NULL;
+    }
+    if (get_buffer(args[6], &dst, 1, "dst") < 0) {
+        PyBuffer_Release(&table);
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (kind_of(&x) != 'i' || kind_of(&dst) != 'i' || x.len != dst.len) {
+        PyErr_SetString(PyExc_TypeError, "lut needs int64 x and dst of one size");
+    } else {
+        Py_ssize_t n = x.len / 8, over;
+        if (n >= GIL_FREE_VALUES) {
+            Py_BEGIN_ALLOW_THREADS
+            over = lut_loop(&t, x.buf, n, limit, dst.buf);
+            Py_END_ALLOW_THREADS
+        } else {
+            over = lut_loop(&t, x.buf, n, limit, dst.buf);
+        }
+        result = PyLong_FromSsize_t(over);
+    }
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&dst);
+    return result;
+}
+
+static PyObject *
+py_softmax(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "softmax(x, table, lo, shift, intervals, out_scale, limit, dst)");
+        return NULL;
+    }
+    long long out_scale, limit;
+    if (parse_int(args[5], 0, 30, &out_scale, "out_scale") < 0 ||
+        parse_int(args[6], 0, INT64_MAX, &limit, "limit") < 0) {
+        return NULL;
+    }
+    Py_buffer table, x, dst;
+    lut_args t;
+    if (parse_lut(args + 1, &table, &t) < 0) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i <= t.intervals; i++) {
+        if (t.table[i] < 0 || t.table[i] > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "softmax: table entries must be in [0, 2**31)");
+            PyBuffer_Release(&table);
+            return NULL;
+        }
+    }
+    if (get_int64(args[0], &x, 0, 2, "x") < 0) {
+        PyBuffer_Release(&table);
+        return NULL;
+    }
+    if (get_int64(args[7], &dst, 1, 2, "dst") < 0) {
+        PyBuffer_Release(&table);
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (x.shape[0] != dst.shape[0] || x.shape[1] != dst.shape[1] || x.shape[1] < 1) {
+        PyErr_SetString(PyExc_ValueError, "softmax needs (rows, n >= 1) x and dst");
+    } else {
+        Py_ssize_t over;
+        if (x.len / 8 >= GIL_FREE_VALUES) {
+            Py_BEGIN_ALLOW_THREADS
+            over = softmax_loop(&t, x.buf, x.shape[0], x.shape[1], (int)out_scale, limit, dst.buf);
+            Py_END_ALLOW_THREADS
+        } else {
+            over = softmax_loop(&t, x.buf, x.shape[0], x.shape[1], (int)out_scale, limit, dst.buf);
+        }
+        result = PyLong_FromSsize_t(over);
+    }
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&dst);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"conv_impls", py_conv_impls, METH_NOARGS, "conv_impls() -> names of the usable variants."},
     {"get_conv_impl", py_get_conv_impl, METH_NOARGS, "get_conv_impl() -> the variant in use."},
@@ -1389,12 +1586,16 @@ static PyMethodDef methods[] = {
      " relu) -> clamped count."},
     {"pool2d", (PyCFunction)(void (*)(void))py_pool2d, METH_FASTCALL,
      "pool2d(x, dst, mode, fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit) -> clamped."},
+    {"lut", (PyCFunction)(void (*)(void))py_lut, METH_FASTCALL,
+     "lut(x, table, lo, shift, intervals, limit, dst) -> clamped count."},
+    {"softmax", (PyCFunction)(void (*)(void))py_softmax, METH_FASTCALL,
+     "softmax(x, table, lo, shift, intervals, out_scale, limit, dst) -> clamped count."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_fixed",
-    "Fused fixed-point kernels (quantize, requantize, relu, conv2d, pool2d) for "
+    "Fused fixed-point kernels (quantize, requantize, relu, conv2d, pool2d, lut, softmax) for "
     "verinfer.runtime.fused.", -1,
     methods,
 };

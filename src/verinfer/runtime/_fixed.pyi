@@ -48,3 +48,17 @@ def pool2d(
     limit: int,
     /,
 ) -> int: ...
+def lut(
+    x: Any, table: Any, lo: int, shift: int, intervals: int, limit: int, dst: Any, /
+) -> int: ...
+def softmax(
+    x: Any,
+    table: Any,
+    lo: int,
+    shift: int,
+    intervals: int,
+    out_scale: int,
+    limit: int,
+    dst: Any,
+    /,
+) -> int: ...

@@ -278,3 +278,51 @@ def pool2d(
         return None
     prepared = prepare_pool2d(x.shape, mode, fill, attrs, limit)
     return None if prepared is None else run_pool2d(prepared, x)
+
+
+# ---- table steps (the numpy references are tables.lookup and ops.nonlinear.run_softmax) ---
+
+# lut's and softmax's C arguments after the input: (table, lo, shift, intervals).
+PreparedTable = tuple[IntArray, int, int, int]
+_LO_MAX = 1 << 61  # the C kernels take |lo| <= 2**61 and intervals << shift < 2**61
+_SOFTMAX_SCALE_MAX = 30  # and, for softmax, out_scale <= 30 and entries in [0, 2**31)
+
+
+def prepare_table(
+    table: IntArray, lo: int, shift: int, intervals: int, softmax_scale: int | None = None
+) -> PreparedTable | None:
+    """The C arguments of a table step (``softmax_scale``: softmax's out_scale), or None where
+    only numpy applies: no extension, or a table or grid outside what the C kernels index."""
+    if (
+        _fixed is None
+        or table.ndim != 1
+        or not _int64(table)
+        or len(table) != intervals + 1
+        or not 0 <= shift <= 62
+        or not 1 <= intervals <= (_LO_MAX - 1) >> shift
+        or not -_LO_MAX <= lo < _LO_MAX
+    ):
+        return None
+    if softmax_scale is not None and (
+        not 0 <= softmax_scale <= _SOFTMAX_SCALE_MAX
+        or int(table.min()) < 0
+        or int(table.max()) >= 1 << 31
+    ):
+        return None
+    return np.ascontiguousarray(table), lo, shift, intervals
+
+
+def run_lut(prepared: PreparedTable, x: IntArray, limit: int) -> tuple[IntArray, int]:
+    """``saturate(tables.lookup(x, ...), limit)`` of an int64 array in one pass."""
+    src = np.ascontiguousarray(x)
+    out = np.empty(src.shape, dtype=np.int64)
+    return out, _fixed.lut(src, *prepared, limit, out)
+
+
+def run_softmax(
+    prepared: PreparedTable, rows: IntArray, out_scale: int, limit: int
+) -> tuple[IntArray, int]:
+    """The softmax step of each row of an int64 (rows, n) array, saturated: (out, clamped)."""
+    src = np.ascontiguousarray(rows)
+    out = np.empty(src.shape, dtype=np.int64)
+    return out, _fixed.softmax(src, *prepared, out_scale, limit, out)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from verinfer.runtime import fused as c_kernels
 from verinfer.runtime.fixed import (
     ACT_MAX,
     INT32_MAX,
@@ -16,10 +17,11 @@ from verinfer.runtime.fixed import (
     div_round,
     isqrt,
     quantize_real,
+    saturate,
     scale_for,
     shr_round,
 )
-from verinfer.runtime.ops import attr, kernel, lowering
+from verinfer.runtime.ops import FusedKernel, attr, kernel, lowering, planner
 from verinfer.runtime.program import Program, Step
 from verinfer.runtime.tables import build_table, lookup, table_spec
 
@@ -70,6 +72,30 @@ def emit_table(
 def run_lut(step: Step, args: list[IntArray], program: Program) -> IntArray:
     a = step.attrs
     return lookup(args[0], args[1], a["lo"], a["shift"], a["intervals"])
+
+
+def _prepared_table(step: Step, program: Program, softmax: bool) -> c_kernels.PreparedTable | None:
+    a = step.attrs
+    if step.inputs[1] not in program.constants:
+        return None
+    table = program.const(step.inputs[1])
+    scale = a["out_scale"] if softmax else None
+    return c_kernels.prepare_table(table, a["lo"], a["shift"], a["intervals"], scale)
+
+
+@planner("lut")
+def plan_lut(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    """The lookup and its saturation in one C pass, the table checked once."""
+    prepared = _prepared_table(step, program, softmax=False)
+    if prepared is None:
+        return None
+
+    def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
+        if args[0].dtype != np.int64:
+            return saturate(run_lut(step, args, program), limit)
+        return c_kernels.run_lut(prepared, args[0], limit)
+
+    return run
 
 
 @lowering("Sigmoid", "Tanh", "Erf")
@@ -131,6 +157,27 @@ def run_softmax(step: Step, args: list[IntArray], program: Program) -> IntArray:
     total = e.sum(axis=-1, keepdims=True)  # >= exp(0) = 2**20 > 0: the max is always there
     out = div_round(e << a["out_scale"], total)
     return np.ascontiguousarray(np.moveaxis(out, -1, a["axis"]))
+
+
+@planner("softmax")
+def plan_softmax(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    """Each row's softmax in one C pass (the axis moved last first, if it is not)."""
+    prepared = _prepared_table(step, program, softmax=True)
+    shape = program.tensors[step.inputs[0]].shape
+    axis, out_scale = step.attrs["axis"], step.attrs["out_scale"]
+    if prepared is None or shape[axis] < 1:
+        return None
+    last = axis == len(shape) - 1
+
+    def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
+        if args[0].dtype != np.int64:
+            return saturate(run_softmax(step, args, program), limit)
+        x = args[0] if last else np.moveaxis(args[0], axis, -1)
+        out, clamped = c_kernels.run_softmax(prepared, x.reshape(-1, x.shape[-1]), out_scale, limit)
+        out = out.reshape(x.shape)
+        return (out if last else np.ascontiguousarray(np.moveaxis(out, -1, axis))), clamped
+
+    return run
 
 
 @lowering("LayerNormalization")
