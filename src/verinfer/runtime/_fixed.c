@@ -19,6 +19,8 @@
  *   conv2d(x, w, bias_or_None, dst, sh, sw, dh, dw, pt, pl, pb, pr, group, bias_shift, shift,
  *          limit) -> clamped count; x (N, C, H, W), w (M, C/group, kh, kw), dst (N, M, OH, OW)
  *   pool2d(x, dst, mode, fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit) -> clamped count
+ *   elementwise(op, limit, shift_a, shift_b, sign, geometry, dst, [cond,] a, b) -> clamped
+ *          count; op 0 add, 1 mul, 2 where; geometry int64 [12] (see fused.py)
  *   lut(x, table, lo, shift, intervals, limit, dst) -> clamped count; table int64 [intervals+1]
  *   softmax(x, table, lo, shift, intervals, out_scale, limit, dst) -> clamped count; x, dst
  *          (rows, n), the softmax of each row
@@ -1571,6 +1573,193 @@ py_softmax(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* ------------------------------------------------------------------------------------- */
+
+/*
+ * elementwise: add/sub, mul and where (ops/elementwise.py) with numpy broadcasting, and the
+ * saturation, in one pass.
+ *
+ * Why: each is 3-6 numpy passes (two shr_rounds, the operation, the saturation's compare,
+ * count and clip); a transformer runs dozens of them on every activation. The caller merges
+ * the broadcast into at most 3 dims (fused.prepare_elementwise): operand k's element at
+ * (i0, i1, i2) is x_k[i0 * s_k0 + i1 * s_k1 + i2 * s_k2], its innermost stride 0 or 1, so
+ * that each row is a vector loop specialized for the operands that broadcast along it.
+ */
+enum { EW_ADD, EW_MUL, EW_WHERE };
+
+/* shr_round by shift_a and shift_b as branch-free ((x + half) >> right) << left, which
+ * vectorizes; neg is -1 for sub (b is negated as (b ^ -1) + 1, wrapping), 0 for add. */
+typedef struct {
+    int64_t half_a, half_b, neg, limit;
+    int right_a, left_a, right_b, left_b;
+} ew_args;
+
+static inline ew_args
+ew_setup(int shift_a, int shift_b, int sign, int64_t limit)
+{
+    return (ew_args){
+        .half_a = shift_a > 0 ? (int64_t)1 << (shift_a - 1) : 0,
+        .half_b = shift_b > 0 ? (int64_t)1 << (shift_b - 1) : 0,
+        .neg = sign > 0 ? 0 : -1, /* as run_add: a + b if sign > 0 else a - b */
+        .limit = limit,
+        .right_a = shift_a > 0 ? shift_a : 0,
+        .left_a = shift_a < 0 ? -shift_a : 0,
+        .right_b = shift_b > 0 ? shift_b : 0,
+        .left_b = shift_b < 0 ? -shift_b : 0,
+    };
+}
+
+#define EW_SHR_A(x) wrap_shl(wrap_add((x), e->half_a) >> e->right_a, e->left_a)
+#define EW_SHR_B(x) wrap_shl(wrap_add((x), e->half_b) >> e->right_b, e->left_b)
+
+/* One output row of n values; c/a/b advance by sc/sa/sb (0 or 1, constants once inlined). */
+#define EW_ROW(NAME, EXPR)                                                                  \
+    static inline __attribute__((always_inline)) Py_ssize_t NAME(                          \
+        const ew_args *e, const int64_t *restrict pc, const int64_t *restrict pa,          \
+        const int64_t *restrict pb, Py_ssize_t n, const int sc, const int sa, const int sb, \
+        int64_t *restrict d)                                                               \
+    {                                                                                      \
+        Py_ssize_t over = 0;                                                               \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            const int64_t c = pc[i * sc], a = pa[i * sa], b = pb[i * sb];                  \
+            (void)c;                                                                       \
+            d[i] = clamp((EXPR), e->limit, &over);                                         \
+        }                                                                                  \
+        return over;                                                                       \
+    }
+
+/* run_add: shr_round(a, shift_a) +/- shr_round(b, shift_b), wrapping as numpy's int64 */
+EW_ROW(ew_add_row, wrap_add(EW_SHR_A(a), (int64_t)(((uint64_t)EW_SHR_B(b) ^ (uint64_t)e->neg) -
+                                                   (uint64_t)e->neg)))
+/* run_mul: shr_round(a * b, shift_a) */
+EW_ROW(ew_mul_row, EW_SHR_A((int64_t)((uint64_t)a * (uint64_t)b)))
+/* run_where: c != 0 ? shr_round(a, shift_a) : shr_round(b, shift_b) */
+EW_ROW(ew_where_row, c != 0 ? EW_SHR_A(a) : EW_SHR_B(b))
+
+#define EW_CASES(ROW)                                                                       \
+    switch (key) {                                                                          \
+    case 0: return ROW(e, pc, pa, pb, n, 0, 0, 0, d);                                       \
+    case 1: return ROW(e, pc, pa, pb, n, 0, 0, 1, d);                                       \
+    case 2: return ROW(e, pc, pa, pb, n, 0, 1, 0, d);                                       \
+    case 3: return ROW(e, pc, pa, pb, n, 0, 1, 1, d);                                       \
+    case 4: return ROW(e, pc, pa, pb, n, 1, 0, 0, d);                                       \
+    case 5: return ROW(e, pc, pa, pb, n, 1, 0, 1, d);                                       \
+    case 6: return ROW(e, pc, pa, pb, n, 1, 1, 0, d);                                       \
+    default: return ROW(e, pc, pa, pb, n, 1, 1, 1, d);                                      \
+    }
+
+/* key: the inner strides of c, a and b as bits 2, 1, 0 */
+static inline __attribute__((always_inline)) Py_ssize_t
+ew_row(int op, int key, const ew_args *e, const int64_t *pc, const int64_t *pa,
+       const int64_t *pb, Py_ssize_t n, int64_t *d)
+{
+    if (op == EW_ADD) {
+        EW_CASES(ew_add_row)
+    }
+    if (op == EW_MUL) {
+        EW_CASES(ew_mul_row)
+    }
+    EW_CASES(ew_where_row)
+}
+
+/* g: dims n0, n1, n2, then (s0, s1, s2) for c, a and b (c: all 0 unless op is where). */
+VECTOR_CLONES static Py_ssize_t
+ew_loop(int op, const int64_t *g, const ew_args *e, const int64_t *c, const int64_t *a,
+        const int64_t *b, int64_t *dst)
+{
+    const int key = (int)(g[5] << 2 | g[8] << 1 | g[11]);
+    Py_ssize_t over = 0;
+    for (int64_t i0 = 0; i0 < g[0]; i0++) {
+        for (int64_t i1 = 0; i1 < g[1]; i1++) {
+            over += ew_row(op, key, e, c + i0 * g[3] + i1 * g[4], a + i0 * g[6] + i1 * g[7],
+                           b + i0 * g[9] + i1 * g[10], g[2], dst + (i0 * g[1] + i1) * g[2]);
+        }
+    }
+    return over;
+}
+
+/* Whether an operand of len bytes holds every element the geometry reads (strides >= 0,
+ * innermost stride 0 or 1). */
+static int
+ew_operand_fits(const int64_t *g, const int64_t *s, Py_ssize_t len)
+{
+    if (s[0] < 0 || s[1] < 0 || (s[2] != 0 && s[2] != 1)) {
+        return 0;
+    }
+    int64_t last = (g[0] - 1) * s[0] + (g[1] - 1) * s[1] + (g[2] - 1) * s[2];
+    return last < len / 8;
+}
+
+static PyObject *
+py_elementwise(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *const names[] = {"op", "limit", "shift_a", "shift_b", "sign"};
+    static const long long lo[] = {EW_ADD, 0, -63, -63, -1};
+    static const long long hi[] = {EW_WHERE, INT64_MAX, 63, 63, 1};
+    long long v[5];
+    if (nargs < 9 || nargs > 10) {
+        PyErr_SetString(PyExc_TypeError, "elementwise(op, limit, shift_a, shift_b, sign, "
+                                         "geometry, dst, a, b) or (..., dst, cond, a, b)");
+        return NULL;
+    }
+    if (parse_ints(args, 0, 5, names, lo, hi, v) < 0) {
+        return NULL;
+    }
+    const int op = (int)v[0], n_in = op == EW_WHERE ? 3 : 2;
+    if (nargs != 7 + n_in) {
+        PyErr_SetString(PyExc_TypeError, "elementwise: add and mul take 2 operands, where 3");
+        return NULL;
+    }
+    Py_buffer g, dst, in[3];
+    int got = 0;
+    PyObject *result = NULL;
+    if (get_int64(args[5], &g, 0, 1, "geometry") < 0) {
+        return NULL;
+    }
+    if (get_buffer(args[6], &dst, 1, "dst") < 0) {
+        goto release_g;
+    }
+    for (; got < n_in; got++) {
+        if (get_buffer(args[7 + got], &in[got], 0, "operand") < 0) {
+            goto release;
+        }
+    }
+    const int64_t *geo = g.buf;
+    int ok = g.shape[0] == 12 && geo[0] >= 1 && geo[1] >= 1 && geo[2] >= 1 &&
+             kind_of(&dst) == 'i' && dst.len / 8 == geo[0] * geo[1] * geo[2];
+    for (int k = 0; ok && k < 3; k++) {
+        const int64_t *s = geo + 3 + 3 * k; /* c, a, b */
+        const Py_buffer *x = k + n_in - 3 >= 0 ? &in[k + n_in - 3] : NULL;
+        ok = x == NULL ? (s[0] | s[1] | s[2]) == 0
+                       : kind_of(x) == 'i' && ew_operand_fits(geo, s, x->len);
+    }
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "elementwise: the geometry does not match the "
+                                          "int64 operands and dst");
+        goto release;
+    }
+    const ew_args e = ew_setup((int)v[2], (int)v[3], (int)v[4], (int64_t)v[1]);
+    const int64_t *c = in[0].buf; /* for add and mul: a, read at stride 0 and unused */
+    const int64_t *a = in[n_in - 2].buf, *b = in[n_in - 1].buf;
+    Py_ssize_t over;
+    if (dst.len / 8 >= GIL_FREE_VALUES) {
+        Py_BEGIN_ALLOW_THREADS
+        over = ew_loop(op, geo, &e, c, a, b, dst.buf);
+        Py_END_ALLOW_THREADS
+    } else {
+        over = ew_loop(op, geo, &e, c, a, b, dst.buf);
+    }
+    result = PyLong_FromSsize_t(over);
+release:
+    for (int k = 0; k < got; k++) {
+        PyBuffer_Release(&in[k]);
+    }
+    PyBuffer_Release(&dst);
+release_g:
+    PyBuffer_Release(&g);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"conv_impls", py_conv_impls, METH_NOARGS, "conv_impls() -> names of the usable variants."},
     {"get_conv_impl", py_get_conv_impl, METH_NOARGS, "get_conv_impl() -> the variant in use."},
@@ -1586,6 +1775,8 @@ static PyMethodDef methods[] = {
      " relu) -> clamped count."},
     {"pool2d", (PyCFunction)(void (*)(void))py_pool2d, METH_FASTCALL,
      "pool2d(x, dst, mode, fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit) -> clamped."},
+    {"elementwise", (PyCFunction)(void (*)(void))py_elementwise, METH_FASTCALL,
+     "elementwise(op, limit, shift_a, shift_b, sign, geometry, dst, [cond,] a, b) -> clamped."},
     {"lut", (PyCFunction)(void (*)(void))py_lut, METH_FASTCALL,
      "lut(x, table, lo, shift, intervals, limit, dst) -> clamped count."},
     {"softmax", (PyCFunction)(void (*)(void))py_softmax, METH_FASTCALL,
@@ -1595,7 +1786,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_fixed",
-    "Fused fixed-point kernels (quantize, requantize, relu, conv2d, pool2d, lut, softmax) for "
+    "Fused fixed-point kernels (quantize, requantize, relu, conv2d, pool2d, elementwise, lut, "
+    "softmax) for "
     "verinfer.runtime.fused.", -1,
     methods,
 };

@@ -62,3 +62,6 @@ def softmax(
     dst: Any,
     /,
 ) -> int: ...
+def elementwise(
+    op: int, limit: int, shift_a: int, shift_b: int, sign: int, geometry: Any, dst: Any, *xs: Any
+) -> int: ...

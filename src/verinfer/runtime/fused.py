@@ -326,3 +326,89 @@ def run_softmax(
     src = np.ascontiguousarray(rows)
     out = np.empty(src.shape, dtype=np.int64)
     return out, _fixed.softmax(src, *prepared, out_scale, limit, out)
+
+
+# ---- element-wise steps (the numpy references are ops.elementwise's add, mul and where) ---
+
+EW_OPS = {"add": 0, "mul": 1, "where": 2}
+# elementwise's C arguments: (op, limit, shift_a, shift_b, sign, geometry), and the output
+# shape.
+PreparedElementwise = tuple[tuple[int, int, int, int, int, IntArray], tuple[int, ...]]
+
+
+def broadcast_geometry(
+    shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]
+) -> IntArray | None:
+    """Operands of these shapes broadcast to ``out_shape`` as at most 3 merged dims: int64
+    ``[n0, n1, n2]`` then each operand's element strides ``(s0, s1, s2)``, for 3 operands
+    (missing leading ones all 0). None when they need more dims (or do not broadcast)."""
+    rank = len(out_shape)
+    if len(shapes) > 3 or 0 in out_shape or any(len(s) > rank for s in shapes):
+        return None
+    per_operand: list[list[int]] = []
+    for shape in shapes:
+        padded = (1,) * (rank - len(shape)) + tuple(shape)
+        strides, step = [0] * rank, 1
+        for axis in reversed(range(rank)):
+            if padded[axis] == out_shape[axis]:
+                strides[axis] = step
+            elif padded[axis] != 1:
+                return None
+            step *= padded[axis]
+        per_operand.append(strides)
+    merged: list[tuple[int, list[int]]] = []  # (size, stride per operand), outermost first
+    for axis, size in enumerate(out_shape):
+        strides = [s[axis] for s in per_operand]
+        if size == 1:
+            continue
+        if merged and all(o == i * size for o, i in zip(merged[-1][1], strides, strict=True)):
+            merged[-1] = (merged[-1][0] * size, strides)
+        else:
+            merged.append((size, strides))
+    if len(merged) > 3:
+        return None
+    merged = [(1, [0] * len(shapes))] * (3 - len(merged)) + merged
+    sizes = [size for size, _ in merged]
+    missing = [0, 0, 0] * (3 - len(shapes))  # no condition operand: its strides are all 0
+    strides = [s[j] for j in range(len(shapes)) for _, s in merged]  # operand by operand
+    return np.array(sizes + missing + strides, dtype=np.int64)
+
+
+def prepare_elementwise(
+    op: str,
+    shapes: list[tuple[int, ...]],
+    out_shape: tuple[int, ...],
+    shift_a: int,
+    shift_b: int = 0,
+    sign: int = 1,
+    limit: int = 0,
+) -> PreparedElementwise | None:
+    """The C call of an add (``sign`` -1: sub), mul or where step on operands of these shapes
+    (where: the condition first), or None where only numpy applies."""
+    if (
+        _fixed is None
+        or not all(-_SHIFT_MAX <= s <= _SHIFT_MAX for s in (shift_a, shift_b))
+        or sign not in (1, -1)
+        or not 0 <= limit < 1 << 63
+        or len(shapes) != (3 if op == "where" else 2)
+    ):
+        return None
+    try:
+        if np.broadcast_shapes(*shapes) != tuple(out_shape):
+            return None  # numpy's result would have another shape: leave the error to it
+    except ValueError:
+        return None
+    geometry = broadcast_geometry(shapes, out_shape)
+    if geometry is None:
+        return None
+    return (EW_OPS[op], limit, shift_a, shift_b, sign, geometry), tuple(out_shape)
+
+
+def run_elementwise(
+    prepared: PreparedElementwise, operands: list[IntArray]
+) -> tuple[IntArray, int]:
+    """A prepared element-wise step on int64 operands: (out, clamped)."""
+    args, out_shape = prepared
+    out = np.empty(out_shape, dtype=np.int64)
+    xs = [np.ascontiguousarray(x) for x in operands]
+    return out, _fixed.elementwise(*args, out, *xs)

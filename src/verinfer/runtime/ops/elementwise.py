@@ -8,9 +8,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from verinfer.runtime.fixed import INT32_MAX, IntArray, quantize_real, rescale, shr_round
+from verinfer.runtime import fused as c_kernels
+from verinfer.runtime.fixed import (
+    INT32_MAX,
+    IntArray,
+    quantize_real,
+    rescale,
+    saturate,
+    shr_round,
+)
 from verinfer.runtime.fused import relu_saturate
-from verinfer.runtime.ops import attr, fused, kernel, lowering
+from verinfer.runtime.ops import KERNELS, FusedKernel, attr, fused, kernel, lowering, planner
 from verinfer.runtime.program import Program, Step
 
 if TYPE_CHECKING:
@@ -54,6 +62,36 @@ def run_add(step: Step, args: list[IntArray], program: Program) -> IntArray:
     return a + b if step.attrs["sign_b"] > 0 else a - b
 
 
+def _planned(
+    step: Step, program: Program, limit: int, shift_a: int, shift_b: int = 0, sign: int = 1
+) -> FusedKernel | None:
+    """The step's one-pass C call, its broadcast worked out once; None where only numpy
+    applies (then the executor runs the kernel below and saturates)."""
+    shapes = [
+        program.constants[n].shape if n in program.constants else program.tensors[n].shape
+        for n in step.inputs
+    ]
+    out_shape = program.tensors[step.output].shape
+    prepared = c_kernels.prepare_elementwise(
+        step.op, shapes, out_shape, shift_a, shift_b, sign, limit
+    )
+    if prepared is None:
+        return None
+
+    def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
+        if any(x.dtype != np.int64 for x in args):
+            return saturate(KERNELS[step.op](step, args, program), limit)
+        return c_kernels.run_elementwise(prepared, args)
+
+    return run
+
+
+@planner("add")
+def plan_add(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    a = step.attrs
+    return _planned(step, program, limit, a["shift_a"], a["shift_b"], a["sign_b"])
+
+
 def lower_scale_by(ctx: CompileContext, x_name: str, factor: np.ndarray) -> None:
     """x * constant: the constant as a 16-bit weight, then one rounding shift."""
     x = ctx.tensor(x_name)
@@ -82,6 +120,11 @@ def lower_mul(node: onnx.NodeProto, ctx: CompileContext) -> None:
 @kernel("mul")
 def run_mul(step: Step, args: list[IntArray], program: Program) -> IntArray:
     return shr_round(args[0] * args[1], step.attrs["shift"])
+
+
+@planner("mul")
+def plan_mul(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    return _planned(step, program, limit, step.attrs["shift"])
 
 
 @lowering("Div")
@@ -219,6 +262,11 @@ def run_where(step: Step, args: list[IntArray], program: Program) -> IntArray:
     a = shr_round(args[1], step.attrs["shift_a"])
     b = shr_round(args[2], step.attrs["shift_b"])
     return np.where(args[0] != 0, a, b)
+
+
+@planner("where")
+def plan_where(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    return _planned(step, program, limit, step.attrs["shift_a"], step.attrs["shift_b"])
 
 
 __all__ = ["operand", "lower_scale_by", "rescale"]
