@@ -65,3 +65,6 @@ def softmax(
 def elementwise(
     op: int, limit: int, shift_a: int, shift_b: int, sign: int, geometry: Any, dst: Any, *xs: Any
 ) -> int: ...
+def layernorm(
+    x: Any, gamma: Any, beta: Any, eps: int, beta_shift: int, shift: int, limit: int, dst: Any, /
+) -> int: ...

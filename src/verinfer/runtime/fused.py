@@ -412,3 +412,36 @@ def run_elementwise(
     out = np.empty(out_shape, dtype=np.int64)
     xs = [np.ascontiguousarray(x) for x in operands]
     return out, _fixed.elementwise(*args, out, *xs)
+
+
+# ---- layer normalization (the numpy reference is ops.nonlinear.run_layernorm) -------------
+
+# layernorm's C arguments after the rows: (gamma, beta, eps, beta_shift, shift, limit).
+PreparedLayernorm = tuple[IntArray, IntArray, int, int, int, int]
+
+
+def prepare_layernorm(
+    gamma: IntArray, beta: IntArray, eps: int, beta_shift: int, shift: int, limit: int
+) -> PreparedLayernorm | None:
+    """The C arguments of a layernorm step, or None where only numpy applies."""
+    if (
+        _fixed is None
+        or gamma.ndim != 1
+        or beta.shape != gamma.shape
+        or not (_int64(gamma) and _int64(beta))
+        or not 0 <= beta_shift <= _SHIFT_MAX
+        or not -_SHIFT_MAX <= shift <= _SHIFT_MAX
+        or not 0 <= limit < 1 << 63
+        or not -(1 << 63) <= eps < 1 << 63
+    ):
+        return None
+    return np.ascontiguousarray(gamma), np.ascontiguousarray(beta), eps, beta_shift, shift, limit
+
+
+def run_layernorm(prepared: PreparedLayernorm, rows: IntArray) -> tuple[IntArray, int] | None:
+    """The layernorm of each row of an int64 (rows, n) array, saturated: (out, clamped), or
+    None if a row's variance is outside the range where the C square root is exact."""
+    src = np.ascontiguousarray(rows)
+    out = np.empty(src.shape, dtype=np.int64)
+    clamped = _fixed.layernorm(src, *prepared, out)
+    return None if clamped < 0 else (out, clamped)

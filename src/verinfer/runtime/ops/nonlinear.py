@@ -230,3 +230,34 @@ def run_layernorm(step: Step, args: list[IntArray], program: Program) -> IntArra
     norm = div_round(d << NORM_SCALE, r)
     y = norm * args[1] + (args[2] << a["beta_shift"])
     return shr_round(y, a["shift"]).reshape(shape)
+
+
+@planner("layernorm")
+def plan_layernorm(step: Step, program: Program, limit: int) -> FusedKernel | None:
+    """Row by row in C, gamma and beta checked once; numpy for a call whose variance the C
+    square root cannot take exactly (which the compiler's bounds rule out)."""
+    a = step.attrs
+    shape = program.tensors[step.inputs[0]].shape
+    rows = int(np.prod(shape[: a["axis"]], dtype=np.int64))
+    n = int(np.prod(shape[a["axis"] :], dtype=np.int64))
+    if not all(name in program.constants for name in step.inputs[1:]) or rows < 1 or n < 1:
+        return None
+    gamma, beta = program.const(step.inputs[1]), program.const(step.inputs[2])
+    if gamma.shape != (n,):
+        return None
+    prepared = c_kernels.prepare_layernorm(
+        gamma, beta, a["eps"], a["beta_shift"], a["shift"], limit
+    )
+    if prepared is None:
+        return None
+
+    def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
+        x = args[0]
+        done = (
+            c_kernels.run_layernorm(prepared, x.reshape(rows, n)) if x.dtype == np.int64 else None
+        )
+        if done is None:
+            return saturate(run_layernorm(step, args, program), limit)
+        return done[0].reshape(x.shape), done[1]
+
+    return run

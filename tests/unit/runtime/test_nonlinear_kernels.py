@@ -1,7 +1,7 @@
-"""The C kernels of the table steps (lut, softmax) against their numpy reference (Hypothesis):
-the planned kernels the executor runs must give the same integers and clamped counts as
-``saturate(KERNELS[op](...))``, on any table, grid and input, and fall back where C does not
-apply."""
+"""The C kernels of the non-linear steps (lut, softmax, layernorm) against their numpy
+reference (Hypothesis): the planned kernels the executor runs must give the same integers and
+clamped counts as ``saturate(KERNELS[op](...))``, on any table, grid, parameters and input,
+and fall back where C does not apply."""
 
 from __future__ import annotations
 
@@ -149,3 +149,65 @@ def test_lut_c_call_refuses_tables_it_cannot_index(args: tuple[Any, ...], messag
     x = np.zeros(5, dtype=np.int64)
     with pytest.raises(ValueError, match=message):
         fused._fixed.lut(x, *args, ACT_MAX, np.empty_like(x))
+
+
+@st.composite
+def layernorm_cases(draw: st.DrawFn) -> tuple[Step, Any, list[np.ndarray], int]:
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=9))
+    axis = draw(st.integers(0, len(shape) - 1))
+    n = int(np.prod(shape[axis:]))
+    bits = draw(st.sampled_from([4, 12, 24, 31, 40]))  # 31 and 40: variances past 2**52
+    x = draw(hnp.arrays(np.int64, shape, elements=st.integers(-(2**bits), 2**bits)))
+    gamma = draw(hnp.arrays(np.int64, (n,), elements=st.integers(-(2**15), 2**15)))
+    beta = draw(hnp.arrays(np.int64, (n,), elements=st.integers(-(2**31), 2**31)))
+    attrs = {
+        "axis": axis,
+        "eps": draw(st.one_of(st.integers(0, 2**20), st.sampled_from([0, 1, 2**52 - 1]))),
+        "beta_shift": draw(st.integers(0, 20)),
+        "shift": draw(st.integers(-2, 40)),
+    }
+    consts = {"g": gamma, "b": beta}
+    program = SimpleNamespace(
+        tensors={"x": SimpleNamespace(shape=shape)}, constants=consts, const=consts.get
+    )
+    return Step("layernorm", ("x", "g", "b"), "y", attrs), program, [x, gamma, beta], draw(LIMITS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(layernorm_cases())
+def test_layernorm_matches_numpy(case: tuple[Step, Any, list[np.ndarray], int]) -> None:
+    step, program, args, limit = case
+    run = PLANNERS["layernorm"](step, program, limit)
+    assert run is not None
+    with np.errstate(invalid="ignore", over="ignore"):  # a wrapped variance: numpy's own
+        want = saturate(KERNELS["layernorm"](step, args, program), limit)
+    _same(run(step, args, program, limit), want)
+
+
+def test_layernorm_c_call_declines_a_variance_past_its_exact_range() -> None:
+    """Rows whose variance + eps reaches 2**52 are left to numpy (-1), not approximated."""
+    gamma, beta = np.ones(2, dtype=np.int64), np.zeros(2, dtype=np.int64)
+    x = np.array([[-(2**27), 2**27]], dtype=np.int64)  # variance 2**54
+    prepared = fused.prepare_layernorm(gamma, beta, 0, 0, 0, INT32_MAX)
+    assert prepared is not None
+    assert fused.run_layernorm(prepared, x) is None
+    assert fused.run_layernorm(prepared, x // 8) is not None  # variance 2**48
+
+
+def test_layernorm_divides_exactly_past_the_float_range() -> None:
+    """|x - mean| >= 2**33 (reachable only through a wrapped variance): numerators pass 2**53,
+    where a float64 quotient would be off by more than one, so C divides in int64."""
+    m = 200 << 32  # 2**39.6: a float64 quotient of m * 2**16 / 3 would be 2 off
+    x = np.array([[0, 2 * m]], dtype=np.int64)  # mean m, d = -m and m: 2 m**2 wraps to 0
+    gamma, beta = np.ones(2, dtype=np.int64), np.zeros(2, dtype=np.int64)
+    consts = {"g": gamma, "b": beta}
+    program = SimpleNamespace(
+        tensors={"x": SimpleNamespace(shape=x.shape)}, constants=consts, const=consts.get
+    )
+    attrs = {"axis": 1, "eps": 9, "beta_shift": 0, "shift": 0}  # r = isqrt(0 + 9) = 3
+    step = Step("layernorm", ("x", "g", "b"), "y", attrs)
+    run = PLANNERS["layernorm"](step, program, 2**63 - 1)
+    assert run is not None
+    out, clamped = run(step, [x, gamma, beta], program, 2**63 - 1)
+    expected = [((d << 16) + 1) // 3 for d in (-m, m)]  # div_round(d * 2**16, 3)
+    assert out.tolist() == [expected] and clamped == 0
