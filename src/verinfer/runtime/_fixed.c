@@ -26,7 +26,9 @@
  *   lut(x, table, lo, shift, intervals, limit, dst) -> clamped count; table int64 [intervals+1]
  *   softmax(x, table, lo, shift, intervals, out_scale, limit, dst) -> clamped count; x, dst
  *          (rows, n), the softmax of each row
- * conv2d and pool2d are checked against the numpy op kernels by test_conv_kernel.py.
+ * conv2d and pool2d are checked against the numpy op kernels by test_conv_kernel.py,
+ * elementwise by test_elementwise_kernel.py, lut, softmax and layernorm by
+ * test_nonlinear_kernels.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

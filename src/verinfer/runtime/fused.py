@@ -1,10 +1,11 @@
-"""Fused kernels: quantize, requantize (+ bias, shift, saturate) and relu+saturate in one pass.
+"""Fused kernels: each step's integer rule and its saturation in one pass of C (quantize,
+requantize, relu, conv, pooling, element-wise ops, tables, softmax, layer norm).
 
-Each is the composition of the primitives in ``verinfer.runtime.fixed``; the ``numpy_*``
-functions below are that composition written out, and are the reference. When the optional C
-extension ``_fixed`` is built, the public functions run it instead: same integers, same
-clamped counts, a fraction of the per-call overhead (tests/unit/runtime/test_fused.py checks
-the two agree). Without a C compiler the numpy versions are used.
+Each is the composition of the primitives in ``verinfer.runtime.fixed``; the reference is
+numpy: the ``numpy_*`` functions below, or the op's kernel in ``ops`` (``KERNELS``). When the
+optional C extension ``_fixed`` is built, the public functions run it instead: same integers,
+same clamped counts, a fraction of the per-call overhead (the tests check the two agree on
+every kernel). Without a C compiler, or where a ``prepare_*`` returns None, numpy runs.
 """
 
 from __future__ import annotations
