@@ -1690,7 +1690,13 @@ ew_operand_fits(const int64_t *g, const int64_t *s, Py_ssize_t len)
     if (s[0] < 0 || s[1] < 0 || (s[2] != 0 && s[2] != 1)) {
         return 0;
     }
-    int64_t last = (g[0] - 1) * s[0] + (g[1] - 1) * s[1] + (g[2] - 1) * s[2];
+    int64_t last = 0, step; /* (g0 - 1) s0 + (g1 - 1) s1 + (g2 - 1) s2, if no overflow */
+    for (int k = 0; k < 3; k++) {
+        if (__builtin_mul_overflow(g[k] - 1, s[k], &step) ||
+            __builtin_add_overflow(last, step, &last)) {
+            return 0;
+        }
+    }
     return last < len / 8;
 }
 
@@ -1729,8 +1735,11 @@ py_elementwise(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     const int64_t *geo = g.buf;
+    int64_t size;
     int ok = g.shape[0] == 12 && geo[0] >= 1 && geo[1] >= 1 && geo[2] >= 1 &&
-             kind_of(&dst) == 'i' && dst.len / 8 == geo[0] * geo[1] * geo[2];
+             !__builtin_mul_overflow(geo[0], geo[1], &size) &&
+             !__builtin_mul_overflow(size, geo[2], &size) && kind_of(&dst) == 'i' &&
+             dst.len / 8 == size;
     for (int k = 0; ok && k < 3; k++) {
         const int64_t *s = geo + 3 + 3 * k; /* c, a, b */
         const Py_buffer *x = k + n_in - 3 >= 0 ? &in[k + n_in - 3] : NULL;

@@ -93,10 +93,13 @@ def test_broadcast_geometry_merges_what_it_can() -> None:
         [1, 1, 6, 0, 0, 0, 0, 0, 2, 0, 0, 1],  # an inner stride of 2
         [1, 1, 6, 0, 0, 0, -1, 0, 1, 0, 0, 1],  # a negative stride
         [1, 1, 6, 0, 0, 1, 0, 0, 1, 0, 0, 1],  # a condition's stride for a two-operand op
+        [3, 1, 2, 0, 0, 0, 2**62, 0, 1, 0, 0, 1],  # a stride whose offsets overflow int64
+        [2**62 + 1, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # dims whose product wraps to 4
     ],
 )
 def test_c_call_refuses_a_geometry_that_reads_outside_the_operands(geometry: list[int]) -> None:
     a, b = np.arange(6, dtype=np.int64), np.arange(6, dtype=np.int64)
-    dst = np.empty(int(np.prod(geometry[:3])), dtype=np.int64)
+    wrapped = int(np.prod(geometry[:3], dtype=object)) % 2**64  # what int64 arithmetic gives
+    dst = np.empty(wrapped, dtype=np.int64)
     with pytest.raises(ValueError, match="geometry"):
         fused._fixed.elementwise(0, ACT_MAX, 0, 0, 1, np.array(geometry), dst, a, b)
