@@ -24,8 +24,8 @@
  *   layernorm(x, gamma, beta, eps, beta_shift, shift, limit, dst) -> clamped count, or -1
  *          where a row's variance is outside the exact range (numpy then); x, dst (rows, n)
  *   lut(x, table, lo, shift, intervals, limit, dst) -> clamped count; table int64 [intervals+1]
- *   softmax(x, table, lo, shift, intervals, out_scale, limit, dst) -> clamped count; x, dst
- *          (rows, n), the softmax of each row
+ *   softmax(x, table, lo, shift, intervals, out_scale, limit, dst) -> clamped count, or -1 if
+ *          an entry read is outside [0, 2**31); x, dst (rows, n), the softmax of each row
  * conv2d and pool2d are checked against the numpy op kernels by test_conv_kernel.py,
  * elementwise by test_elementwise_kernel.py, lut, softmax and layernorm by
  * test_nonlinear_kernels.py.
@@ -1425,11 +1425,12 @@ lut_loop(const lut_args *t, const int64_t *restrict x, Py_ssize_t n, int64_t lim
 }
 
 /* Softmax of `rows` rows of n values (ops/nonlinear.run_softmax): e = T(x - max), S = sum e,
- * y = div_round(e << out_scale, S), saturated. The table's entries are in [0, 2**31) and
- * out_scale <= 30 (checked by the caller), so 0 <= e <= S, every quotient is at most
- * 2**out_scale + 1/2 and div_round_small is exact (its float64 quotient is within 2**-20 of
- * the true one). S = 0 (a table of zeros) gives 0, as numpy's integer division by zero.
- * dst holds e until the row is divided. */
+ * y = div_round(e << out_scale, S), saturated; -1 if an entry it reads is outside
+ * [0, 2**31) (fused.prepare_table refuses such tables: checking them here would cost a scan
+ * of the whole table per call). With out_scale <= 30 then 0 <= e <= S, every quotient is at
+ * most 2**out_scale + 1/2 and div_round_small is exact (its float64 quotient is within 2**-20
+ * of the true one). S = 0 gives 0, as numpy's integer division by zero. dst holds e until the
+ * row is divided. */
 VECTOR_CLONES static Py_ssize_t
 softmax_loop(const lut_args *t, const int64_t *restrict x, Py_ssize_t rows, Py_ssize_t n,
              int out_scale, int64_t limit, int64_t *restrict dst)
@@ -1439,12 +1440,17 @@ softmax_loop(const lut_args *t, const int64_t *restrict x, Py_ssize_t rows, Py_s
         const int64_t *row = x + r * n;
         int64_t *e = dst + r * n;
         int64_t m = row[0], total = 0;
+        uint64_t outside = 0;
         for (Py_ssize_t i = 1; i < n; i++) {
             m = row[i] > m ? row[i] : m;
         }
         for (Py_ssize_t i = 0; i < n; i++) {
             e[i] = lut_value(t, (int64_t)((uint64_t)row[i] - (uint64_t)m));
-            total += e[i];
+            outside |= (uint64_t)e[i] >> 31;
+            total = wrap_add(total, e[i]);
+        }
+        if (outside) {
+            return -1;
         }
         const double inv = total > 0 ? 1.0 / (double)total : 0.0;
         for (Py_ssize_t i = 0; i < n; i++) {
@@ -1540,13 +1546,6 @@ py_softmax(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     lut_args t;
     if (parse_lut(args + 1, &table, &t) < 0) {
         return NULL;
-    }
-    for (Py_ssize_t i = 0; i <= t.intervals; i++) {
-        if (t.table[i] < 0 || t.table[i] > INT32_MAX) {
-            PyErr_SetString(PyExc_ValueError, "softmax: table entries must be in [0, 2**31)");
-            PyBuffer_Release(&table);
-            return NULL;
-        }
     }
     if (get_int64(args[0], &x, 0, 2, "x") < 0) {
         PyBuffer_Release(&table);
@@ -1923,7 +1922,7 @@ static PyMethodDef methods[] = {
     {"lut", (PyCFunction)(void (*)(void))py_lut, METH_FASTCALL,
      "lut(x, table, lo, shift, intervals, limit, dst) -> clamped count."},
     {"softmax", (PyCFunction)(void (*)(void))py_softmax, METH_FASTCALL,
-     "softmax(x, table, lo, shift, intervals, out_scale, limit, dst) -> clamped count."},
+     "softmax(x, table, lo, shift, intervals, out_scale, limit, dst) -> clamped count, or -1."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -323,10 +323,14 @@ def run_lut(prepared: PreparedTable, x: IntArray, limit: int) -> tuple[IntArray,
 def run_softmax(
     prepared: PreparedTable, rows: IntArray, out_scale: int, limit: int
 ) -> tuple[IntArray, int]:
-    """The softmax step of each row of an int64 (rows, n) array, saturated: (out, clamped)."""
+    """The softmax step of each row of an int64 (rows, n) array, saturated: (out, clamped).
+    ``prepared`` must come from prepare_table with a softmax_scale (the table it checked)."""
     src = np.ascontiguousarray(rows)
     out = np.empty(src.shape, dtype=np.int64)
-    return out, _fixed.softmax(src, *prepared, out_scale, limit, out)
+    clamped = _fixed.softmax(src, *prepared, out_scale, limit, out)
+    if clamped < 0:
+        raise ValueError("softmax: a table entry outside [0, 2**31); use prepare_table")
+    return out, clamped
 
 
 # ---- element-wise steps (the numpy references are ops.elementwise's add, mul and where) ---

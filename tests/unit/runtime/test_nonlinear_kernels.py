@@ -136,6 +136,17 @@ def test_softmax_outside_the_c_kernels_range_runs_numpy(table: np.ndarray, out_s
     assert PLANNERS["softmax"](step, program, ACT_MAX) is None
 
 
+def test_softmax_c_call_declines_an_entry_outside_its_range() -> None:
+    """A table the planner would refuse, given to the C call anyway: it checks the entries it
+    reads (-1, then a ValueError), not the whole table on every call."""
+    table = np.array([5, -1, 3], dtype=np.int64)
+    prepared = (table, -2, 0, 2)  # what prepare_table would return, had it accepted it
+    with pytest.raises(ValueError, match="outside"):
+        fused.run_softmax(prepared, np.array([[0, -1]], dtype=np.int64), 22, ACT_MAX)
+    out, clamped = fused.run_softmax(prepared, np.array([[0, -5]], dtype=np.int64), 22, ACT_MAX)
+    assert out.tolist() == [[(3 << 22) // 8 + 0, (5 << 22) // 8]] and clamped == 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
