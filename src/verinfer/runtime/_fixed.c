@@ -1391,7 +1391,7 @@ py_pool2d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
  * Why: numpy's lookup takes a dozen passes over the tensor (clip, shifts, two gathers,
  * two where), about 14 ns a value; MiniLM runs 1.2 million values through GELU's table and
  * as many through softmax. One pass here. The table has intervals + 1 entries, 0 <= shift
- * <= 62 and intervals << shift < 2**62 (checked by the callers), so every index is in range.
+ * <= 62 and intervals << shift < 2**61 (checked by parse_lut), so every index is in range.
  */
 typedef struct {
     const int64_t *table;
@@ -1470,7 +1470,8 @@ parse_lut(PyObject *const *args, Py_buffer *table, lut_args *t)
     static const long long lo[] = {INT64_MIN / 4, 0, 1};
     static const long long hi[] = {INT64_MAX / 4, 62, INT64_MAX / 4};
     long long v[3];
-    if (parse_ints(args, 1, 3, names, lo, hi, v) < 0 || get_int64(args[0], table, 0, 1, "table") < 0) {
+    if (parse_ints(args, 1, 3, names, lo, hi, v) < 0 ||
+        get_int64(args[0], table, 0, 1, "table") < 0) {
         return -1;
     }
     if (v[2] > (INT64_MAX / 4) >> v[1] || table->shape[0] != v[2] + 1) {
