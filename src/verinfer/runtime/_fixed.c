@@ -242,18 +242,20 @@ VECTOR_CLONES static Py_ssize_t
 requantize_loop(const requant_args *a)
 {
     Py_ssize_t over = 0;
+    const Py_ssize_t n = a->n; /* a local: read through `a` it could alias dst, and the loop
+                                  count would be unknown to the vectorizer */
     const int shift = a->shift;
     const int64_t limit = a->limit, floor = a->floor;
     int64_t *dst = a->dst;
     if (a->bias == NULL) {
         if (a->acc_kind == 'd') {
             const double *acc = a->acc;
-            for (Py_ssize_t i = 0; i < a->n; i++) {
+            for (Py_ssize_t i = 0; i < n; i++) {
                 dst[i] = clamp_floor(shr_round((int64_t)acc[i], shift), floor, limit, &over);
             }
         } else {
             const int64_t *acc = a->acc;
-            for (Py_ssize_t i = 0; i < a->n; i++) {
+            for (Py_ssize_t i = 0; i < n; i++) {
                 dst[i] = clamp_floor(shr_round(acc[i], shift), floor, limit, &over);
             }
         }
@@ -263,7 +265,7 @@ requantize_loop(const requant_args *a)
     const int bias_shift = a->bias_shift;
     if (a->acc_kind == 'd') {
         const double *acc = a->acc;
-        for (Py_ssize_t row = 0; row < a->n; row += m) {
+        for (Py_ssize_t row = 0; row < n; row += m) {
             for (Py_ssize_t j = 0; j < m; j++) {
                 int64_t x = wrap_add((int64_t)acc[row + j], wrap_shl(a->bias[j], bias_shift));
                 dst[row + j] = clamp_floor(shr_round(x, shift), floor, limit, &over);
@@ -271,7 +273,7 @@ requantize_loop(const requant_args *a)
         }
     } else {
         const int64_t *acc = a->acc;
-        for (Py_ssize_t row = 0; row < a->n; row += m) {
+        for (Py_ssize_t row = 0; row < n; row += m) {
             for (Py_ssize_t j = 0; j < m; j++) {
                 int64_t x = wrap_add(acc[row + j], wrap_shl(a->bias[j], bias_shift));
                 dst[row + j] = clamp_floor(shr_round(x, shift), floor, limit, &over);
