@@ -1397,13 +1397,15 @@ py_pool2d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
  */
 typedef struct {
     const int64_t *table;
-    int64_t lo, last, intervals;
+    int64_t lo, last, half; /* half 2**(shift-1) or 0: shr_round is (x + half) >> shift */
+    int64_t below, above;   /* T[0] and T[intervals] */
     int shift;
 } lut_args;
 
 /* tables.lookup of one value: T[i] + shr_round((T[i+1] - T[i]) * frac, shift) inside the
- * grid, T[0] below it, T[intervals] above it (int64 wrap-around as numpy's). */
-static inline int64_t
+ * grid, T[0] below it, T[intervals] above it (int64 wrap-around as numpy's). Branch-free, so
+ * that loops over it vectorize (the two table reads become gathers). */
+static inline __attribute__((always_inline)) int64_t
 lut_value(const lut_args *t, int64_t x)
 {
     const int64_t u = (int64_t)((uint64_t)x - (uint64_t)t->lo);
@@ -1411,17 +1413,18 @@ lut_value(const lut_args *t, int64_t x)
     const int64_t i = inside >> t->shift, frac = inside - (i << t->shift);
     const int64_t left = t->table[i];
     const int64_t step = (int64_t)(((uint64_t)t->table[i + 1] - (uint64_t)left) * (uint64_t)frac);
-    const int64_t y = wrap_add(left, shr_round(step, t->shift));
-    return u < 0 ? t->table[0] : (u >= t->last ? t->table[t->intervals] : y);
+    const int64_t y = wrap_add(left, wrap_add(step, t->half) >> t->shift);
+    return u < 0 ? t->below : (u >= t->last ? t->above : y);
 }
 
 VECTOR_CLONES static Py_ssize_t
-lut_loop(const lut_args *t, const int64_t *restrict x, Py_ssize_t n, int64_t limit,
+lut_loop(const lut_args *args, const int64_t *restrict x, Py_ssize_t n, int64_t limit,
          int64_t *restrict dst)
 {
+    const lut_args t = *args; /* a local copy: dst cannot alias it, its fields stay in registers */
     Py_ssize_t over = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        dst[i] = clamp(lut_value(t, x[i]), limit, &over);
+        dst[i] = clamp(lut_value(&t, x[i]), limit, &over);
     }
     return over;
 }
@@ -1434,9 +1437,10 @@ lut_loop(const lut_args *t, const int64_t *restrict x, Py_ssize_t n, int64_t lim
  * of the true one). S = 0 gives 0, as numpy's integer division by zero. dst holds e until the
  * row is divided. */
 VECTOR_CLONES static Py_ssize_t
-softmax_loop(const lut_args *t, const int64_t *restrict x, Py_ssize_t rows, Py_ssize_t n,
+softmax_loop(const lut_args *args, const int64_t *restrict x, Py_ssize_t rows, Py_ssize_t n,
              int out_scale, int64_t limit, int64_t *restrict dst)
 {
+    const lut_args t = *args;
     Py_ssize_t over = 0;
     for (Py_ssize_t r = 0; r < rows; r++) {
         const int64_t *row = x + r * n;
@@ -1447,7 +1451,7 @@ softmax_loop(const lut_args *t, const int64_t *restrict x, Py_ssize_t rows, Py_s
             m = row[i] > m ? row[i] : m;
         }
         for (Py_ssize_t i = 0; i < n; i++) {
-            e[i] = lut_value(t, (int64_t)((uint64_t)row[i] - (uint64_t)m));
+            e[i] = lut_value(&t, (int64_t)((uint64_t)row[i] - (uint64_t)m));
             outside |= (uint64_t)e[i] >> 31;
             total = wrap_add(total, e[i]);
         }
@@ -1482,8 +1486,10 @@ parse_lut(PyObject *const *args, Py_buffer *table, lut_args *t)
         PyBuffer_Release(table);
         return -1;
     }
-    *t = (lut_args){.table = table->buf, .lo = (int64_t)v[0], .shift = (int)v[1],
-                    .intervals = (int64_t)v[2], .last = (int64_t)v[2] << v[1]};
+    const int64_t *entries = table->buf;
+    *t = (lut_args){.table = entries, .lo = (int64_t)v[0], .last = (int64_t)v[2] << v[1],
+                    .half = v[1] > 0 ? (int64_t)1 << (v[1] - 1) : 0, .below = entries[0],
+                    .above = entries[v[2]], .shift = (int)v[1]};
     return 0;
 }
 
