@@ -8,7 +8,10 @@ step's tensor Merkle root and trace_root), and the ratios the targets are stated
 each variant sampled in interleaved blocks.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 (verinfer first, as below)
+
+# before numpy, as in the CLI: importing verinfer sets OpenBLAS's idle wait (executor.py)
+import verinfer  # noqa: F401
 
 import argparse
 import os

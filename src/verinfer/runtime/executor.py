@@ -85,14 +85,35 @@ def _root(values: IntArray) -> bytes:
 
 
 # Tensors are hashed on a native worker thread (commit.native) while the next steps execute;
-# the last one is hashed on the caller's thread, which has nothing else left to do. When a
-# model has large tensors, BLAS gets one thread during a traced run, leaving a core to the
-# hasher: on two cores that is what keeps MiniLM's trace cheap (BENCHMARKS.md). Results are
-# exact either way.
+# the last one is hashed on the caller's thread, which has nothing else left to do. A BLAS
+# whose idle threads busy-wait long after each call (OpenBLAS by default: 2**28 cycles, ~0.1
+# s) would take the hasher's core for most of a run, so during a traced run of a model with
+# large tensors such a library gets one thread. OpenBLAS with a short wait (verinfer sets
+# OPENBLAS_THREAD_TIMEOUT when imported before numpy) keeps its threads and the OS shares the
+# cores: MiniLM's traced run 86 -> 82 ms on two cores (BENCHMARKS.md). Exact either way.
 _LARGE_VALUES = 16_384
-# The BLAS libraries numpy loaded, found once: threadpoolctl's limit() context looks them up
-# again on every call, which cost 7 us a run.
-_BLAS_LIBS = ThreadpoolController().select(user_api="blas").lib_controllers
+_SHORT_WAIT = 18  # OPENBLAS_THREAD_TIMEOUT (log2 of the cycles) up to which BLAS keeps threads
+
+
+def _waits_long(lib: Any) -> bool:
+    """Whether a BLAS library's idle threads busy-wait long: all but an OpenBLAS that read an
+    OPENBLAS_THREAD_TIMEOUT of at most _SHORT_WAIT when it loaded."""
+    if lib.internal_api != "openblas":
+        return True
+    try:
+        timeout = lib.dynlib.openblas_thread_timeout
+    except AttributeError:  # an OpenBLAS too old to say
+        return True
+    timeout.restype = ctypes.c_uint
+    return not 0 < timeout() <= _SHORT_WAIT
+
+
+# The BLAS libraries that a traced run limits to one thread, found once: threadpoolctl's
+# limit() context looks them up again on every call, which cost 7 us a run.
+_THROTTLED_BLAS = [
+    lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers
+    if _waits_long(lib)
+]  # fmt: skip
 # Steps whose output holds the same values in the same order as their first input, so the
 # same packed words and the same tensor root (only the shape differs, bound by tensor_leaf).
 _SAME_VALUES_OPS = frozenset({"reshape"})
@@ -246,15 +267,15 @@ def execute(
     if not _malloc_tuned:
         _keep_freed_memory()
     plan = _plan(program)
-    if not (trace and plan.large and native_commit is not None):
+    if not (trace and plan.large and native_commit is not None and _THROTTLED_BLAS):
         return _execute(program, plan, inputs, trace=trace)
-    before = [lib.get_num_threads() for lib in _BLAS_LIBS]
-    for lib in _BLAS_LIBS:
+    before = [lib.get_num_threads() for lib in _THROTTLED_BLAS]
+    for lib in _THROTTLED_BLAS:
         lib.set_num_threads(1)
     try:
         return _execute(program, plan, inputs, trace=trace)
     finally:
-        for lib, threads in zip(_BLAS_LIBS, before, strict=True):
+        for lib, threads in zip(_THROTTLED_BLAS, before, strict=True):
             lib.set_num_threads(threads)
 
 

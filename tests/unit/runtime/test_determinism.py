@@ -14,8 +14,9 @@ from verinfer.runtime.testmodels import TEST_MODELS
 
 SCRIPT = """
 import json, sys
+from verinfer.runtime import executor
 from verinfer.runtime.testmodels import TEST_MODELS
-out = {}
+out = {"throttled": len(executor._THROTTLED_BLAS)}
 for name in sys.argv[1:]:
     model = TEST_MODELS[name]
     program = model.compile()
@@ -24,20 +25,27 @@ print(json.dumps(out))
 """
 
 
-def roots_in_subprocess(threads: int) -> dict[str, list[str]]:
-    env = {**os.environ}
+def roots_in_subprocess(threads: int, **env_vars: str) -> dict[str, list[str]]:
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, *sorted(TEST_MODELS)],
-        env=env, capture_output=True, text=True, timeout=300, check=True,
+        env={**env, **env_vars}, capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_same_roots_with_one_and_two_blas_threads_in_fresh_processes() -> None:
-    one, two = roots_in_subprocess(1), roots_in_subprocess(2)
-    assert one == two
+    """One BLAS thread; two that traced runs keep (OpenBLAS waits briefly when idle, as
+    verinfer sets it); two that traced runs limit to one (OpenBLAS's default long wait). The
+    transformer block is large enough for the traced run to take the BLAS path in question."""
+    one = roots_in_subprocess(1)
+    two_kept = roots_in_subprocess(2)
+    two_limited = roots_in_subprocess(2, OPENBLAS_THREAD_TIMEOUT="28")
+    assert (two_kept.pop("throttled"), two_limited.pop("throttled")) == (0, 1)
+    one.pop("throttled")
+    assert one == two_kept == two_limited
     for name, model in TEST_MODELS.items():  # and the same as in this process
         program = model.compile()
         assert one[name] == [program.program_hash, program.run(model.feed()).trace_root]
