@@ -16,6 +16,9 @@
  *   quantize(src_f64_or_f32, dst, scale, limit) -> clamped count, or -1 if src holds NaN/inf
  *   requantize(acc_f64_or_i64, bias_i64_or_None, bias_shift, shift, limit, dst) -> clamped
  *   relu_saturate(src_i64, dst, limit) -> clamped count
+ *   dense(x, w, bias_or_None, bias_shift, shift, limit, relu, dst) -> clamped count, or -2 if
+ *          the float64 sums might not be exact; x (..., k) int64, w (k, n padded to 16)
+ *          float64, dst (..., n)
  *   conv2d(x, w, bias_or_None, dst, sh, sw, dh, dw, pt, pl, pb, pr, group, bias_shift, shift,
  *          limit) -> clamped count; x (N, C, H, W), w (M, C/group, kh, kw), dst (N, M, OH, OW)
  *   pool2d(x, dst, mode, fill, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, limit) -> clamped count
@@ -26,7 +29,8 @@
  *   lut(x, table, lo, shift, intervals, limit, dst) -> clamped count; table int64 [intervals+1]
  *   softmax(x, table, lo, shift, intervals, out_scale, limit, dst) -> clamped count, or -1 if
  *          an entry read is outside [0, 2**31); x, dst (rows, n), the softmax of each row
- * conv2d and pool2d are checked against the numpy op kernels by test_conv_kernel.py,
+ * conv2d and pool2d are checked against the numpy op kernels by test_conv_kernel.py, dense
+ * by test_dense_kernel.py,
  * elementwise by test_elementwise_kernel.py, lut, softmax and layernorm by
  * test_nonlinear_kernels.py.
  */
@@ -941,6 +945,214 @@ get_int64(PyObject *obj, Py_buffer *view, int writable, int ndim, const char *wh
         return -1;
     }
     return 0;
+}
+
+/* A C-contiguous int64 buffer of at least one dimension; on error sets an exception. */
+static int
+get_int64_nd(PyObject *obj, Py_buffer *view, int writable, const char *what)
+{
+    if (get_buffer(obj, view, writable, what) < 0) {
+        return -1;
+    }
+    if (kind_of(view) != 'i' || view->ndim < 1) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int64 array of at least one dimension",
+                     what);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * dense: a Gemm/MatMul step with constant weights (ops/linear.py) fused with bias, shr_round
+ * and saturation, for small layers: there BLAS's dispatch, numpy's int64 -> float64 pass over
+ * x and a separate requantize call cost more than the products (the digits MLP at batch 64:
+ * 8.3 us a layer, 3 of them products).
+ *
+ * x (m, k) int64 times w (k, n_pad) float64, whose columns past n are zeros. The product is
+ * conv2d's blocked one (conv_rows_f64) with the roles swapped: x's rows, as float64 in blocks
+ * of CONV_ROWS, are its weights, and w is its column buffer. Exactness: the kernel checks
+ * k * max|x| * max|w| < 2**52, so that every product and partial sum is an integer below
+ * 2**53 and float64 multiply-adds (fused or not, in any order) are exact; otherwise it returns
+ * -2 and the caller runs the step through numpy, whose int64 chunks are exact.
+ */
+typedef struct {
+    const int64_t *x;
+    const double *w;
+    Py_ssize_t m, k, n, n_pad;
+    const int64_t *bias; /* NULL or n values */
+    int bias_shift, shift;
+    int64_t limit, floor;
+    int64_t *dst;
+} dense_args;
+
+/* max |v| over n doubles, or infinity if one is infinite or NaN (which fails any bound
+ * test). Compared as bit patterns with the sign cleared, which order like the magnitudes of
+ * finite doubles: an integer max, which vectorizes where a float one with NaN rules does not. */
+VECTOR_CLONES static double
+max_abs_f64(const double *v, Py_ssize_t n)
+{
+    uint64_t top = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t bits;
+        memcpy(&bits, v + i, 8);
+        bits &= 0x7fffffffffffffffULL;
+        top = bits > top ? bits : top;
+    }
+    if (top >= 0x7ff0000000000000ULL) {
+        return INFINITY;
+    }
+    double magnitude;
+    memcpy(&magnitude, &top, 8);
+    return magnitude;
+}
+
+/* xb[blk][kk][r] = x[blk * CONV_ROWS + r][kk] as float64, rows past m zero; returns max|x|
+ * (as conv's max_abs: INT64_MAX for INT64_MIN), found in the same pass. */
+VECTOR_CLONES static int64_t
+dense_blocks(const int64_t *restrict x, Py_ssize_t m, Py_ssize_t k, Py_ssize_t blocks,
+             const int64_t *restrict zeros, double *restrict xb)
+{
+    int64_t hi = 0, lo = 0;
+    for (Py_ssize_t blk = 0; blk < blocks; blk++) {
+        const int64_t *restrict row[CONV_ROWS];
+        for (int r = 0; r < CONV_ROWS; r++) {
+            const Py_ssize_t i = blk * CONV_ROWS + r;
+            row[r] = i < m ? x + i * k : zeros;
+        }
+        double *restrict out = xb + blk * k * CONV_ROWS;
+        for (Py_ssize_t kk = 0; kk < k; kk++) {
+            for (int r = 0; r < CONV_ROWS; r++) {
+                const int64_t v = row[r][kk];
+                hi = v > hi ? v : hi;
+                lo = v < lo ? v : lo;
+                out[kk * CONV_ROWS + r] = (double)v;
+            }
+        }
+    }
+    return lo < -INT64_MAX ? INT64_MAX : (hi > -lo ? hi : -lo);
+}
+
+/* dst[i][j] = clamp(shr_round(acc[i][j] + (bias[j] << bias_shift))) for the m x n real
+ * entries of acc (rows of n_pad). */
+VECTOR_CLONES static Py_ssize_t
+dense_requantize(const dense_args *a, const double *restrict acc)
+{
+    Py_ssize_t over = 0;
+    const Py_ssize_t m = a->m, n = a->n, n_pad = a->n_pad;
+    const int bias_shift = a->bias_shift, shift = a->shift;
+    const int64_t limit = a->limit, floor = a->floor, *bias = a->bias;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const double *restrict row = acc + i * n_pad;
+        int64_t *restrict out = a->dst + i * n;
+        if (bias == NULL) {
+            for (Py_ssize_t j = 0; j < n; j++) {
+                out[j] = clamp_floor(shr_round((int64_t)row[j], shift), floor, limit, &over);
+            }
+            continue;
+        }
+        for (Py_ssize_t j = 0; j < n; j++) {
+            const int64_t v = wrap_add((int64_t)row[j], wrap_shl(bias[j], bias_shift));
+            out[j] = clamp_floor(shr_round(v, shift), floor, limit, &over);
+        }
+    }
+    return over;
+}
+
+/* The clamped count, -2 if the sums might not be exact in float64, -1 if out of memory. */
+static Py_ssize_t
+dense_loop(const dense_args *a)
+{
+    const Py_ssize_t blocks = (a->m + CONV_ROWS - 1) / CONV_ROWS;
+    /* xb (blocks * CONV_ROWS rows of k), acc (as many rows of n_pad), a zero row of k */
+    double *xb = malloc(sizeof(double) * (size_t)((blocks * CONV_ROWS + 1) * a->k +
+                                                  blocks * CONV_ROWS * a->n_pad));
+    if (xb == NULL) {
+        return -1;
+    }
+    double *acc = xb + blocks * CONV_ROWS * a->k;
+    int64_t *zeros = (int64_t *)(acc + blocks * CONV_ROWS * a->n_pad);
+    memset(zeros, 0, sizeof(int64_t) * (size_t)a->k);
+    const double bound = (double)a->k * (double)dense_blocks(a->x, a->m, a->k, blocks, zeros, xb) *
+                         max_abs_f64(a->w, a->k * a->n_pad);
+    Py_ssize_t over = -2;
+    if (bound < 0x1p52) {
+        conv_rows_f64(xb, blocks, a->k, a->w, a->n_pad, acc);
+        over = dense_requantize(a, acc);
+    }
+    free(xb);
+    return over;
+}
+
+static PyObject *
+py_dense(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "dense(x, w, bias, bias_shift, shift, limit, relu, dst)");
+        return NULL;
+    }
+    long long bias_shift, shift, limit, relu;
+    if (parse_int(args[3], 0, 63, &bias_shift, "bias_shift") < 0 ||
+        parse_int(args[4], -63, 63, &shift, "shift") < 0 ||
+        parse_int(args[5], 0, INT64_MAX, &limit, "limit") < 0 ||
+        parse_int(args[6], 0, 1, &relu, "relu") < 0) {
+        return NULL;
+    }
+    Py_buffer x, w, bias, dst;
+    const int have_bias = args[2] != Py_None;
+    PyObject *result = NULL;
+    if (get_int64_nd(args[0], &x, 0, "x") < 0) {
+        return NULL;
+    }
+    if (get_buffer(args[1], &w, 0, "w") < 0) {
+        goto release_x;
+    }
+    if (have_bias && get_int64(args[2], &bias, 0, 1, "bias") < 0) {
+        goto release_w;
+    }
+    if (get_int64_nd(args[7], &dst, 1, "dst") < 0) {
+        goto release_bias;
+    }
+    const Py_ssize_t k = x.shape[x.ndim - 1], n = dst.shape[dst.ndim - 1];
+    const Py_ssize_t m = k > 0 ? x.len / 8 / k : 0;
+    if (kind_of(&w) != 'd' || w.ndim != 2) {
+        PyErr_SetString(PyExc_TypeError, "w must be a 2-D float64 array");
+    }
+    else if (k < 1 || n < 1 || w.shape[0] != k || dst.len / 8 != m * n ||
+             w.shape[1] % CONV_LANES != 0 || w.shape[1] < n || w.shape[1] - n >= CONV_LANES ||
+             (have_bias && bias.shape[0] != n)) {
+        PyErr_Format(PyExc_ValueError,
+                     "dense needs x (..., k), w (k, n padded to a multiple of %d), bias (n) and "
+                     "dst (..., n) with as many rows as x", CONV_LANES);
+    }
+    else {
+        const dense_args a = {
+            .x = x.buf, .w = w.buf, .m = m, .k = k, .n = n, .n_pad = w.shape[1],
+            .bias = have_bias ? bias.buf : NULL, .bias_shift = (int)bias_shift,
+            .shift = (int)shift, .limit = (int64_t)limit, .floor = relu ? 0 : -(int64_t)limit,
+            .dst = dst.buf,
+        };
+        Py_ssize_t over;
+        if ((double)m * (double)k * (double)n >= GIL_FREE_VALUES) {
+            Py_BEGIN_ALLOW_THREADS
+            over = dense_loop(&a);
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            over = dense_loop(&a);
+        }
+        result = over == -1 ? PyErr_NoMemory() : PyLong_FromSsize_t(over);
+    }
+    PyBuffer_Release(&dst);
+release_bias:
+    if (have_bias) {
+        PyBuffer_Release(&bias);
+    }
+release_w:
+    PyBuffer_Release(&w);
+release_x:
+    PyBuffer_Release(&x);
+    return result;
 }
 
 /* Output extent of one axis, or -1 if the window does not fit. */
@@ -1919,6 +2131,8 @@ static PyMethodDef methods[] = {
      "requantize(acc, bias, bias_shift, shift, limit, dst, relu) -> clamped count."},
     {"relu_saturate", (PyCFunction)(void (*)(void))py_relu_saturate, METH_FASTCALL,
      "relu_saturate(src, dst, limit) -> clamped count."},
+    {"dense", (PyCFunction)(void (*)(void))py_dense, METH_FASTCALL,
+     "dense(x, w, bias, bias_shift, shift, limit, relu, dst) -> clamped count, or -2."},
     {"conv2d", (PyCFunction)(void (*)(void))py_conv2d, METH_FASTCALL,
      "conv2d(x, w, bias, dst, sh, sw, dh, dw, pt, pl, pb, pr, group, bias_shift, shift, limit,"
      " relu) -> clamped count."},

@@ -7,6 +7,17 @@ def requantize(
     acc: Any, bias: Any | None, bias_shift: int, shift: int, limit: int, dst: Any, relu: int, /
 ) -> int: ...
 def relu_saturate(src: Any, dst: Any, limit: int, /) -> int: ...
+def dense(
+    x: Any,
+    w: Any,
+    bias: Any | None,
+    bias_shift: int,
+    shift: int,
+    limit: int,
+    relu: int,
+    dst: Any,
+    /,
+) -> int: ...
 def conv2d(
     x: Any,
     w: Any,

@@ -132,6 +132,49 @@ def run_requantize(prepared: PreparedRequantize, acc: NDArray[Any]) -> tuple[Int
     return out, _fixed.requantize(acc, bias, bias_shift, shift, limit, out, relu)
 
 
+# The C dense kernel pads the weight columns to a multiple of this (CONV_LANES in _fixed.c).
+_DENSE_LANES = 16
+# Products per call up to which it runs: above, BLAS (with its threads) is as fast or faster
+# (measured: 1024 x 64 x 64 the same, 128 x 384 x 384 2.5x slower).
+_SMALL_DENSE_MAX = 1 << 21
+
+# (weights padded, bias, bias_shift, shift, limit, relu, output shape)
+PreparedDense = tuple[NDArray[np.float64], IntArray | None, int, int, int, int, tuple[int, ...]]
+
+
+def prepare_small_dense(
+    w_t: NDArray[Any],
+    bias: IntArray | None,
+    bias_shift: int,
+    shift: int,
+    limit: int,
+    relu: bool,
+    x_shape: tuple[int, ...],
+) -> PreparedDense | None:
+    """The C dense kernel (product, bias, requantization in one call) for inputs of shape
+    ``x_shape`` (..., k) times the constant ``w_t`` (k, n, integer-valued), or None where BLAS
+    is the better path (large layers) or only numpy applies."""
+    k, n = w_t.shape
+    requant = prepare_requantize((n,), bias, bias_shift, shift, limit, relu)
+    rows = int(np.prod(x_shape[:-1], dtype=np.int64))
+    if requant is None or not x_shape or x_shape[-1] != k or rows * k * n > _SMALL_DENSE_MAX:
+        return None
+    w = np.zeros((k, -(-n // _DENSE_LANES) * _DENSE_LANES))
+    w[:, :n] = w_t
+    return (w, *requant, (*x_shape[:-1], n))
+
+
+def run_small_dense(prepared: PreparedDense, x: IntArray) -> tuple[IntArray, int] | None:
+    """A prepared small dense step on int64 ``x`` of the prepared shape: (out, clamped), or
+    None when the kernel cannot show the float64 sums exact (then the caller's BLAS path)."""
+    w, bias, bias_shift, shift, limit, relu, out_shape = prepared
+    out = np.empty(out_shape, dtype=np.int64)
+    clamped = _fixed.dense(
+        np.ascontiguousarray(x, dtype=np.int64), w, bias, bias_shift, shift, limit, relu, out
+    )
+    return None if clamped < 0 else (out, clamped)
+
+
 def then_relu(done: tuple[IntArray, int], relu: bool) -> tuple[IntArray, int]:
     """A saturated (out, clamped) with a fused Relu applied when ``relu``: the numpy paths'
     form of what the C kernels do in their last pass. A new array: ``out`` may be the

@@ -27,8 +27,10 @@ from verinfer.runtime.fused import conv2d as conv2d_c
 from verinfer.runtime.fused import (
     prepare_conv2d,
     prepare_requantize,
+    prepare_small_dense,
     requantize,
     run_requantize,
+    run_small_dense,
     then_relu,
 )
 from verinfer.runtime.fused import run_conv2d as run_conv2d_c
@@ -173,19 +175,23 @@ def run_dense_saturated(
 
 @planner("dense")
 def plan_dense(step: Step, program: Program, limit: int) -> FusedKernel | None:
-    """Unchunked: the transposed weights and the requantization's C call prepared once."""
+    """Unchunked: the transposed weights and the requantization's C call prepared once; a
+    small layer runs as one C call (product included), a large one through BLAS."""
     a = step.attrs
     if a["chunk"] or not all(n in program.constants for n in step.inputs[1:]):
         return None
     w_t = _weight_t(program, step.inputs[1])
     bias = program.const(step.inputs[2]) if len(step.inputs) > 2 else None
-    prepared = prepare_requantize(
-        w_t.shape[1:], bias, a["bias_shift"], a["shift"], limit, bool(a.get("relu"))
-    )
+    relu = bool(a.get("relu"))
+    prepared = prepare_requantize(w_t.shape[1:], bias, a["bias_shift"], a["shift"], limit, relu)
     if prepared is None:
         return None
+    x_shape = program.tensors[step.inputs[0]].shape
+    small = prepare_small_dense(w_t, bias, a["bias_shift"], a["shift"], limit, relu, x_shape)
 
     def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
+        if small is not None and (done := run_small_dense(small, args[0])) is not None:
+            return done
         return run_requantize(prepared, np.matmul(args[0].astype(np.float64), w_t))
 
     return run
