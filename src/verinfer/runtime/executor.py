@@ -90,7 +90,7 @@ def _root(values: IntArray) -> bytes:
 # s) would take the hasher's core for most of a run, so during a traced run of a model with
 # large tensors such a library gets one thread. OpenBLAS with a short wait (verinfer sets
 # OPENBLAS_THREAD_TIMEOUT when imported before numpy) keeps its threads and the OS shares the
-# cores: MiniLM's traced run 86 -> 82 ms on two cores (BENCHMARKS.md). Exact either way.
+# cores: MiniLM traced 83.7 -> 80.9 ms on two cores (BENCHMARKS.md). Exact either way.
 _LARGE_VALUES = 16_384
 _SHORT_WAIT = 18  # OPENBLAS_THREAD_TIMEOUT (log2 of the cycles) up to which BLAS keeps threads
 
