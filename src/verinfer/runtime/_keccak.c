@@ -20,6 +20,7 @@
  *   merkle_root(words) -> bytes     root of the zero-padded tree over 32-byte words
  *   chunk_leaves(words), words_root(words), values_root(array)   tensor trees (16-word chunks)
  *   Committer: add(array) per tensor, hashed on a worker thread; roots(); trace(order, sfx)
+ *   trace_batched(arrays, order, sfx) -> Committer.trace's result, all on the calling thread
  *   impls(), get_impl(), set_impl(name)   the widest lanes hashing uses (tests, benchmarks)
  */
 #define PY_SSIZE_T_CLEAN
@@ -243,6 +244,24 @@ typedef void (*many_fn)(const uint8_t *in, size_t len, uint8_t *out, size_t n);
             return;                                                                       \
         }                                                                                 \
         many_scalar(in + len * i, len, out + 32 * i, rest);                               \
+    }                                                                                     \
+    /* K messages already padded to one RATE_BYTES block each: one permutation */         \
+    __attribute__((target(TARGET))) static void NAME##_padded(const uint8_t *in,          \
+                                                              uint8_t *out)               \
+    {                                                                                     \
+        VT A[25];                                                                         \
+        memset(A, 0, sizeof(A));                                                          \
+        for (int k = 0; k < RATE_BYTES / 8; k++) {                                        \
+            for (int j = 0; j < (K); j++) {                                               \
+                A[k][j] = load64(in + RATE_BYTES * j + 8 * k);                            \
+            }                                                                             \
+        }                                                                                 \
+        NAME##_f(A);                                                                      \
+        for (int k = 0; k < 4; k++) {                                                     \
+            for (int j = 0; j < (K); j++) {                                               \
+                store64(out + 32 * j + 8 * k, A[k][j]);                                   \
+            }                                                                             \
+        }                                                                                 \
     }
 
 typedef uint64_t v4u64 __attribute__((vector_size(32)));
@@ -1307,6 +1326,331 @@ py_set_impl(PyObject *self, PyObject *arg)
     return NULL;
 }
 
+/* ---- a whole trace at once, on the calling thread ----------------------------------------
+ * For a run whose tensors are all small, handing each to the worker costs more than hashing
+ * it, and one tensor's few messages leave most SIMD lanes empty. trace_batched hashes every
+ * tensor of the run together instead: messages of equal length from all tensors share the
+ * lanes (the full 512-byte chunks; the one-chunk tensors and last partial chunks, by length;
+ * each tree level across tensors; the tensor leaves, by length). Same roots as the Committer. */
+
+/* keccak256 of n messages of len < RATE_BYTES bytes each, stored back to back: each is padded
+ * into one block and the blocks go through the lanes (AVX-512 or AVX2 as many_for would pick),
+ * or through the scalar sponge. */
+static void
+hash_short(const uint8_t *msgs, size_t len, uint8_t *out, size_t n)
+{
+#ifdef HAVE_SIMD
+    void (*padded)(const uint8_t *, uint8_t *) = NULL;
+    size_t lanes = 0;
+    if (current_impl == 2 && n > 4) {
+        padded = many_avx512_padded, lanes = 8;
+    }
+    else if (current_impl >= 1 && IMPLS[1].usable && n > 1) {
+        padded = many_avx2_padded, lanes = 4;
+    }
+    if (padded != NULL) {
+        uint8_t blocks[RATE_BYTES * 8], digests[32 * 8];
+        for (size_t i = 0; i < n; i += lanes) {
+            size_t k = n - i < lanes ? n - i : lanes;
+            memset(blocks, 0, RATE_BYTES * lanes);
+            for (size_t j = 0; j < k; j++) {
+                uint8_t *b = blocks + RATE_BYTES * j;
+                memcpy(b, msgs + len * (i + j), len);
+                b[len] ^= 0x01;
+                b[RATE_BYTES - 1] ^= 0x80;
+            }
+            padded(blocks, digests);
+            memcpy(out + 32 * i, digests, 32 * k);
+        }
+        return;
+    }
+#endif
+    many_scalar(msgs, len, out, n);
+}
+
+/* Equal-length messages gathered from scattered places, hashed together, digests scattered. */
+typedef struct {
+    const uint8_t *src;
+    uint8_t *dst;
+} msg_ref;
+
+/* Hashes the n messages of len bytes at refs[i].src into refs[i].dst; tmp holds n * (len +
+ * 32) bytes. */
+static void
+hash_gathered(const msg_ref *refs, size_t n, size_t len, uint8_t *tmp)
+{
+    if (n == 0) {
+        return;
+    }
+    uint8_t *digests = tmp + len * n;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(tmp + len * i, refs[i].src, len);
+    }
+    if (len % 8 == 0) { /* what the lanes of many_for take */
+        many_for(n)(tmp, len, digests, n);
+    }
+    else if (len < RATE_BYTES) {
+        hash_short(tmp, len, digests, n);
+    }
+    else {
+        many_scalar(tmp, len, digests, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        memcpy(refs[i].dst, digests + 32 * i, 32);
+    }
+}
+
+typedef struct {
+    Py_buffer view;
+    int itemsize;  /* 0 once released */
+    size_t m;      /* packed words */
+    size_t chunks; /* n_chunks(m) */
+    size_t words;  /* offset of its words in the shared buffer, in words */
+    size_t nodes;  /* offset of its tree nodes (chunks + 1 of them), in nodes */
+    uint8_t root[32];
+} batched_tensor;
+
+/* The roots of the tensors (arrays all packed), each tree level of all tensors as one batch.
+ * Returns 0 or -1 (out of memory). */
+static int
+batched_roots(batched_tensor *t, size_t n, const uint8_t *words, uint8_t *nodes)
+{
+    size_t n_refs = 0, tmp_len = 0, full = 0;
+    for (size_t i = 0; i < n; i++) {
+        n_refs += t[i].chunks + 1;
+        tmp_len += 32 * t[i].m + 64 * t[i].chunks;
+    }
+    msg_ref *refs = malloc(sizeof(msg_ref) * n_refs);
+    uint8_t *tmp = malloc(tmp_len + 64 * n + 64);
+    if (refs == NULL || tmp == NULL) {
+        free(refs);
+        free(tmp);
+        return -1;
+    }
+    /* every full chunk, all together (a one-chunk tensor's is its root) */
+    for (size_t i = 0; i < n; i++) {
+        for (size_t c = 0; c < (32 * t[i].m) / CHUNK_BYTES; c++) {
+            refs[full].src = words + 32 * t[i].words + CHUNK_BYTES * c;
+            refs[full++].dst = t[i].chunks == 1 ? t[i].root : nodes + 32 * (t[i].nodes + c);
+        }
+    }
+    hash_gathered(refs, full, CHUNK_BYTES, tmp);
+    /* shorter one-chunk tensors and last partial chunks, by length (32 to 480 bytes) */
+    for (size_t len = 32; len < CHUNK_BYTES; len += 32) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t rest = (32 * t[i].m) % CHUNK_BYTES;
+            if (t[i].chunks == 1 && 32 * t[i].m == len) {
+                refs[k].src = words + 32 * t[i].words;
+                refs[k++].dst = t[i].root;
+            }
+            else if (t[i].chunks > 1 && rest == len) {
+                refs[k].src = words + 32 * t[i].words + 32 * t[i].m - rest;
+                refs[k++].dst = nodes + 32 * (t[i].nodes + t[i].chunks - 1);
+            }
+        }
+        hash_gathered(refs, k, len, tmp);
+    }
+    /* tree levels: every tensor's pairs of one level in one batch */
+    size_t *count = malloc(sizeof(size_t) * n);
+    if (count == NULL) {
+        free(refs);
+        free(tmp);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        count[i] = t[i].chunks;
+    }
+    for (int level = 0;; level++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (count[i] < 2) {
+                continue;
+            }
+            uint8_t *level_nodes = nodes + 32 * t[i].nodes;
+            if (count[i] & 1) {
+                memcpy(level_nodes + 32 * count[i], ZERO_HASHES[level], 32);
+                count[i]++;
+            }
+            for (size_t p = 0; p < count[i] / 2; p++) {
+                refs[k].src = level_nodes + 64 * p;
+                refs[k++].dst = level_nodes + 32 * p; /* hash_gathered copies sources first */
+            }
+            count[i] /= 2;
+        }
+        if (k == 0) {
+            break;
+        }
+        hash_gathered(refs, k, 64, tmp);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].chunks > 1) {
+            memcpy(t[i].root, nodes + 32 * t[i].nodes, 32);
+        }
+    }
+    free(count);
+    free(refs);
+    free(tmp);
+    return 0;
+}
+
+/* The tensor leaves keccak256(root_i || suffix_i) by message length, then their tree. */
+static int
+batched_trace_root(const uint8_t *const *roots, PyObject *suffixes, size_t n, uint8_t out[32])
+{
+    size_t most = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 32 + (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(suffixes, i));
+        most = len > most ? len : most;
+    }
+    uint8_t *leaves = malloc(32 * (n + 1)), *msgs = malloc(most * n);
+    uint8_t *tmp = malloc((most + 32) * n);
+    msg_ref *refs = malloc(sizeof(msg_ref) * n);
+    char *done = calloc(n, 1);
+    int rc = leaves && msgs && tmp && refs && done ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        PyObject *sfx = PyTuple_GET_ITEM(suffixes, i);
+        memcpy(msgs + most * i, roots[i], 32);
+        memcpy(msgs + most * i + 32, PyBytes_AS_STRING(sfx), (size_t)PyBytes_GET_SIZE(sfx));
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) { /* each length not done yet, all at once */
+        if (done[i]) {
+            continue;
+        }
+        size_t len = 32 + (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(suffixes, i)), k = 0;
+        for (size_t j = i; j < n; j++) {
+            if (!done[j] && 32 + (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(suffixes, j)) == len) {
+                refs[k].src = msgs + most * j;
+                refs[k++].dst = leaves + 32 * j;
+                done[j] = 1;
+            }
+        }
+        hash_gathered(refs, k, len, tmp);
+    }
+    if (rc == 0) {
+        merkle_root_inplace(leaves, n, out);
+    }
+    free(leaves);
+    free(msgs);
+    free(tmp);
+    free(refs);
+    free(done);
+    return rc;
+}
+
+/* trace_batched(arrays, order, suffixes) -> (roots, trace_root): as Committer.trace after
+ * add(arrays[j]) for each j: roots()[order[i]] per trace position i, and the trace root over
+ * them with suffixes[i]. */
+static PyObject *
+py_trace_batched(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_Check(args[0]) || !PyList_Check(args[1]) ||
+        !PyTuple_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "trace_batched(arrays: list, order: list[int], suffixes: tuple[bytes])");
+        return NULL;
+    }
+    PyObject *arrays = args[0], *order = args[1], *suffixes = args[2];
+    Py_ssize_t n = PyList_GET_SIZE(arrays), n_pos = PyList_GET_SIZE(order);
+    if (n_pos == 0 || PyTuple_GET_SIZE(suffixes) != n_pos) {
+        PyErr_Format(PyExc_ValueError, "a trace root needs as many suffixes as positions (>= 1),"
+                     " got %zd positions and %zd suffixes", n_pos, PyTuple_GET_SIZE(suffixes));
+        return NULL;
+    }
+    Py_ssize_t *jobs = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)n_pos);
+    batched_tensor *t = PyMem_Calloc((size_t)n + 1, sizeof(batched_tensor));
+    PyObject *result = NULL;
+    uint8_t *words = NULL, *nodes = NULL;
+    const uint8_t **roots = NULL;
+    Py_ssize_t got = 0; /* tensors whose buffers are held */
+    if (jobs == NULL || t == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n_pos; i++) {
+        PyObject *sfx = PyTuple_GET_ITEM(suffixes, i);
+        jobs[i] = PyLong_AsSsize_t(PyList_GET_ITEM(order, i));
+        if (jobs[i] == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        if (jobs[i] < 0 || jobs[i] >= n) {
+            PyErr_Format(PyExc_IndexError, "no tensor %zd among %zd", jobs[i], n);
+            goto done;
+        }
+        if (!PyBytes_Check(sfx) || PyBytes_GET_SIZE(sfx) > MAX_SUFFIX) {
+            PyErr_Format(PyExc_ValueError, "a suffix is bytes of at most %d bytes", MAX_SUFFIX);
+            goto done;
+        }
+    }
+    size_t total_words = 0, total_nodes = 0;
+    for (; got < n; got++) {
+        batched_tensor *ti = &t[got];
+        ti->itemsize = get_values(PyList_GET_ITEM(arrays, got), &ti->view);
+        if (ti->itemsize < 0) {
+            ti->itemsize = 0;
+            goto done;
+        }
+        ti->m = ((size_t)(ti->view.len / ti->itemsize) + 7) / 8;
+        ti->chunks = n_chunks(ti->m);
+        ti->words = total_words;
+        ti->nodes = total_nodes;
+        total_words += ti->m;
+        total_nodes += ti->chunks + 1;
+    }
+    words = malloc(32 * total_words);
+    nodes = malloc(32 * total_nodes);
+    roots = PyMem_Malloc(sizeof(uint8_t *) * (size_t)n_pos);
+    if (words == NULL || nodes == NULL || roots == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int rc = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int r = pack_values(t[i].view.buf, t[i].itemsize,
+                            (size_t)(t[i].view.len / t[i].itemsize), words + 32 * t[i].words);
+        rc = r != 0 ? r : rc;
+    }
+    if (rc == 0) {
+        rc = batched_roots(t, (size_t)n, words, nodes);
+    }
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        root_result(rc, NULL);
+        goto done;
+    }
+    PyObject *list = PyList_New(n_pos);
+    if (list == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n_pos; i++) {
+        roots[i] = t[jobs[i]].root;
+        PyObject *root = PyBytes_FromStringAndSize((const char *)roots[i], 32);
+        if (root == NULL) {
+            Py_DECREF(list);
+            goto done;
+        }
+        PyList_SET_ITEM(list, i, root);
+    }
+    uint8_t trace_root[32];
+    if (batched_trace_root(roots, suffixes, (size_t)n_pos, trace_root) < 0) {
+        Py_DECREF(list);
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_BuildValue("(Ny#)", list, (const char *)trace_root, (Py_ssize_t)32);
+done:
+    for (Py_ssize_t i = 0; t != NULL && i < got; i++) {
+        PyBuffer_Release(&t[i].view);
+    }
+    free(words);
+    free(nodes);
+    PyMem_Free(roots);
+    PyMem_Free(jobs);
+    PyMem_Free(t);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"keccak256", py_keccak256, METH_O, "keccak256(data) -> 32-byte digest (Ethereum's)."},
     {"hash_pairs", py_hash_pairs, METH_O,
@@ -1318,6 +1662,9 @@ static PyMethodDef methods[] = {
     {"words_root", py_words_root, METH_O, "words_root(words) -> tensor root of packed words."},
     {"values_root", py_values_root, METH_O,
      "values_root(array) -> tensor root of an int32/int64 array (packed in C order)."},
+    {"trace_batched", (PyCFunction)(void (*)(void))py_trace_batched, METH_FASTCALL,
+     "trace_batched(arrays, order, suffixes) -> (roots in that order, their trace root): "
+     "as a Committer would, all on this thread."},
     {"impls", py_impls, METH_NOARGS, "impls() -> names of the usable hash_pairs variants."},
     {"get_impl", py_get_impl, METH_NOARGS, "get_impl() -> name of the variant in use."},
     {"set_impl", py_set_impl, METH_O, "set_impl(name) -> use that variant (tests)."},

@@ -10,6 +10,7 @@ import ctypes
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,10 @@ def _root(values: IntArray) -> bytes:
 # OPENBLAS_THREAD_TIMEOUT when imported before numpy) keeps its threads and the OS shares the
 # cores: MiniLM traced 83.7 -> 80.9 ms on two cores (BENCHMARKS.md). Exact either way.
 _LARGE_VALUES = 16_384
+# A run that commits at most this many values is hashed at its end, on the caller's thread,
+# all tensors at once (native trace_batched): handing each small tensor to the worker costs
+# more than hashing it, and together they fill the SIMD lanes (measured: BENCHMARKS.md).
+_BATCHED_TRACE_VALUES = 2_048
 _SHORT_WAIT = 18  # OPENBLAS_THREAD_TIMEOUT (log2 of the cycles) up to which BLAS keeps threads
 
 
@@ -200,6 +205,8 @@ class _Plan:
     job_order: list[int]  # per trace tensor, its job in the native committer
     last_root: int  # the last trace tensor with a root of its own: hashed on the caller's thread
     leaf_suffixes: tuple[bytes, ...]  # per trace tensor, its shape and scale for tensor_leaf
+    job_outputs: tuple[str, ...]  # the trace tensors with a root of their own, in job order
+    batched: bool  # few values: the whole trace hashed at the end (trace_batched)
 
 
 def _saturating(
@@ -231,6 +238,9 @@ def _plan(program: Program) -> _Plan:
         steps.append((step, run, ins, out.shape, limit, same))
         position[step.output] = len(shared)
         shared.append(same)
+    own_roots = tuple(
+        s.output for s, same in zip(program.steps, shared, strict=True) if same is None
+    )
     plan = _Plan(
         input_names=frozenset(t.name for t in program.inputs),
         large=any(t.size >= _LARGE_VALUES for t in program.tensors.values()),
@@ -242,6 +252,8 @@ def _plan(program: Program) -> _Plan:
             leaf_suffix(program.tensors[s.output].shape, program.tensors[s.output].scale)
             for s in program.steps
         ),
+        job_outputs=own_roots,
+        batched=sum(program.tensors[name].size for name in own_roots) <= _BATCHED_TRACE_VALUES,
     )
     program._plan.append(plan)
     return plan
@@ -297,7 +309,8 @@ def _execute(
         values[tensor.name], clamped = quantize_input(tensor, given[tensor.name])
         if clamped:
             saturated[tensor.name] = clamped
-    committer = native_commit.Committer() if trace and native_commit is not None else None
+    native = native_commit if trace else None
+    committer = native.Committer() if native is not None and not plan.batched else None
     committed: tuple[list[bytes], bytes] | None = None
     for position, (step, run, ins, shape, limit, same) in enumerate(plan.steps):
         args = [values[n] if c is None else c for n, c in ins]
@@ -322,9 +335,23 @@ def _execute(
             commit(np.ascontiguousarray(out, dtype=np.int64), suffix)
         if last:  # waits for the worker, before BLAS threads return
             committed = committer.trace(plan.job_order, plan.leaf_suffixes)
+    if native is not None and plan.batched and plan.job_outputs:
+        committed = _trace_batched(native, plan, [values[name] for name in plan.job_outputs])
     if saturated:
         log.warning("runtime.saturated", tensors=saturated)
     execution = Execution(program, values, saturated, _trace=committed)
     if trace:
         execution._commit()  # made above, or here without the native committer
     return execution
+
+
+def _trace_batched(
+    native: ModuleType, plan: _Plan, arrays: list[IntArray]
+) -> tuple[list[bytes], bytes]:
+    """Every step root and the trace root, hashed now, all tensors together."""
+    try:  # kernel outputs are C-contiguous int64, all but always
+        roots, root = native.trace_batched(arrays, plan.job_order, plan.leaf_suffixes)
+    except ValueError:  # another layout or dtype: converted (values outside int32 raise again)
+        converted = [np.ascontiguousarray(a, dtype=np.int64) for a in arrays]
+        roots, root = native.trace_batched(converted, plan.job_order, plan.leaf_suffixes)
+    return roots, root

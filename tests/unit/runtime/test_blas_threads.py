@@ -15,7 +15,9 @@ from verinfer.runtime import executor
 THROTTLED = "from verinfer.runtime import executor; print(len(executor._THROTTLED_BLAS))"
 
 
-def throttled_in_subprocess(code: str, timeout: str | None) -> int:
+def int_from_subprocess(code: str, timeout: str | None) -> int:
+    """Runs ``code`` in a fresh interpreter with OPENBLAS_THREAD_TIMEOUT=timeout (or unset)
+    and returns the integer it prints last."""
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     if timeout is not None:
         env["OPENBLAS_THREAD_TIMEOUT"] = timeout
@@ -38,13 +40,13 @@ def throttled_in_subprocess(code: str, timeout: str | None) -> int:
     ],
 )
 def test_openblas_idle_wait_decides(first: str, timeout: str | None, throttled: int) -> None:
-    assert throttled_in_subprocess(f"{first}; {THROTTLED}", timeout) == throttled
+    assert int_from_subprocess(f"{first}; {THROTTLED}", timeout) == throttled
 
 
 def test_the_variable_is_set_for_child_processes_but_not_overridden() -> None:
     code = "import os, verinfer; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
     for timeout, seen in ((None, 16), ("7", 7)):
-        assert throttled_in_subprocess(code, timeout) == seen
+        assert int_from_subprocess(code, timeout) == seen
 
 
 def test_other_blas_libraries_are_limited() -> None:
