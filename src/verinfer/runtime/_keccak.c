@@ -1343,10 +1343,12 @@ hash_short(const uint8_t *msgs, size_t len, uint8_t *out, size_t n)
     void (*padded)(const uint8_t *, uint8_t *) = NULL;
     size_t lanes = 0;
     if (current_impl == 2 && n > 4) {
-        padded = many_avx512_padded, lanes = 8;
+        padded = many_avx512_padded;
+        lanes = 8;
     }
     else if (current_impl >= 1 && IMPLS[1].usable && n > 1) {
-        padded = many_avx2_padded, lanes = 4;
+        padded = many_avx2_padded;
+        lanes = 4;
     }
     if (padded != NULL) {
         uint8_t blocks[RATE_BYTES * 8], digests[32 * 8];
