@@ -185,6 +185,16 @@ typedef void (*many_fn)(const uint8_t *in, size_t len, uint8_t *out, size_t n);
 
 #define DEFINE_MANY_SIMD(NAME, VT, K, TARGET)                                             \
     DEFINE_KECCAK_F(NAME##_f, VT, __attribute__((target(TARGET))))                        \
+    /* the 32-byte digest of each lane */                                                 \
+    __attribute__((target(TARGET), always_inline)) static inline void NAME##_squeeze(     \
+        const VT *A, uint8_t *out)                                                        \
+    {                                                                                     \
+        for (int k = 0; k < 4; k++) {                                                     \
+            for (int j = 0; j < (K); j++) {                                               \
+                store64(out + 32 * j + 8 * k, A[k][j]);                                   \
+            }                                                                             \
+        }                                                                                 \
+    }                                                                                     \
     __attribute__((target(TARGET), always_inline)) static inline void NAME##_block(       \
         const uint8_t *in, size_t len, uint8_t *out)                                      \
     {                                                                                     \
@@ -210,11 +220,7 @@ typedef void (*many_fn)(const uint8_t *in, size_t len, uint8_t *out, size_t n);
             A[RATE_BYTES / 8 - 1][j] ^= 0x8000000000000000ULL; /* last byte of block */   \
         }                                                                                 \
         NAME##_f(A);                                                                      \
-        for (int k = 0; k < 4; k++) {                                                     \
-            for (int j = 0; j < (K); j++) {                                               \
-                store64(out + 32 * j + 8 * k, A[k][j]);                                   \
-            }                                                                             \
-        }                                                                                 \
+        NAME##_squeeze(A, out);                                                           \
     }                                                                                     \
     __attribute__((target(TARGET))) static void NAME(const uint8_t *in, size_t len,       \
                                                      uint8_t *out, size_t n)              \
@@ -257,11 +263,7 @@ typedef void (*many_fn)(const uint8_t *in, size_t len, uint8_t *out, size_t n);
             }                                                                             \
         }                                                                                 \
         NAME##_f(A);                                                                      \
-        for (int k = 0; k < 4; k++) {                                                     \
-            for (int j = 0; j < (K); j++) {                                               \
-                store64(out + 32 * j + 8 * k, A[k][j]);                                   \
-            }                                                                             \
-        }                                                                                 \
+        NAME##_squeeze(A, out);                                                           \
     }
 
 typedef uint64_t v4u64 __attribute__((vector_size(32)));
