@@ -932,31 +932,18 @@ parse_ints(PyObject *const *args, Py_ssize_t first, Py_ssize_t count, const char
     return 0;
 }
 
-/* A C-contiguous int64 buffer of `ndim` dimensions; on error sets an exception. */
+/* A C-contiguous int64 buffer of `ndim` dimensions, or of at least one with ANY_NDIM; on
+ * error sets an exception. */
+#define ANY_NDIM 0
 static int
 get_int64(PyObject *obj, Py_buffer *view, int writable, int ndim, const char *what)
 {
     if (get_buffer(obj, view, writable, what) < 0) {
         return -1;
     }
-    if (kind_of(view) != 'i' || view->ndim != ndim) {
-        PyErr_Format(PyExc_TypeError, "%s must be a %d-D int64 array", what, ndim);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
-/* A C-contiguous int64 buffer of at least one dimension; on error sets an exception. */
-static int
-get_int64_nd(PyObject *obj, Py_buffer *view, int writable, const char *what)
-{
-    if (get_buffer(obj, view, writable, what) < 0) {
-        return -1;
-    }
-    if (kind_of(view) != 'i' || view->ndim < 1) {
-        PyErr_Format(PyExc_TypeError, "%s must be an int64 array of at least one dimension",
-                     what);
+    if (kind_of(view) != 'i' || (ndim == ANY_NDIM ? view->ndim < 1 : view->ndim != ndim)) {
+        PyErr_Format(PyExc_TypeError, ndim == ANY_NDIM ? "%s must be an int64 array" :
+                     "%s must be a %d-D int64 array", what, ndim);
         PyBuffer_Release(view);
         return -1;
     }
@@ -1101,7 +1088,7 @@ py_dense(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer x, w, bias, dst;
     const int have_bias = args[2] != Py_None;
     PyObject *result = NULL;
-    if (get_int64_nd(args[0], &x, 0, "x") < 0) {
+    if (get_int64(args[0], &x, 0, ANY_NDIM, "x") < 0) {
         return NULL;
     }
     if (get_buffer(args[1], &w, 0, "w") < 0) {
@@ -1110,7 +1097,7 @@ py_dense(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (have_bias && get_int64(args[2], &bias, 0, 1, "bias") < 0) {
         goto release_w;
     }
-    if (get_int64_nd(args[7], &dst, 1, "dst") < 0) {
+    if (get_int64(args[7], &dst, 1, ANY_NDIM, "dst") < 0) {
         goto release_bias;
     }
     const Py_ssize_t k = x.shape[x.ndim - 1], n = dst.shape[dst.ndim - 1];

@@ -273,15 +273,19 @@ DEFINE_MANY_SIMD(many_avx2, v4u64, 4, "avx2")
 DEFINE_MANY_SIMD(many_avx512, v8u64, 8, "avx512f")
 #endif
 
+/* Each variant: its name, its sponge over many equal-length messages, and (SIMD only) its
+ * permutation of `lanes` messages already padded to one block each. */
 static struct {
     const char *name;
     many_fn fn;
+    void (*padded)(const uint8_t *in, uint8_t *out);
+    size_t lanes;
     int usable;
 } IMPLS[] = {
-    {"scalar", many_scalar, 1},
+    {"scalar", many_scalar, NULL, 1, 1},
 #ifdef HAVE_SIMD
-    {"avx2", many_avx2, 0},
-    {"avx512", many_avx512, 0},
+    {"avx2", many_avx2, many_avx2_padded, 4, 0},
+    {"avx512", many_avx512, many_avx512_padded, 8, 0},
 #endif
 };
 #define N_IMPLS ((int)(sizeof(IMPLS) / sizeof(IMPLS[0])))
@@ -308,15 +312,21 @@ select_best_impl(void)
  * (AVX-512) for at most 4 messages, which 4 lanes hold as well. Measured on a traced run of
  * the digits CNN at batch 1, whose tensors are all that small: 29.4 us against 33.4 us with 8
  * lanes (alone, 8 lanes hash 4 chunks faster: 1.6 us against 1.9; in a run they do not). */
-static many_fn
-many_for(size_t n)
+static int
+impl_for(size_t n)
 {
 #ifdef HAVE_SIMD
     if (n <= 4 && current_impl == 2 && IMPLS[1].usable) {
-        return IMPLS[1].fn;
+        return 1;
     }
 #endif
-    return IMPLS[current_impl].fn;
+    return current_impl;
+}
+
+static many_fn
+many_for(size_t n)
+{
+    return IMPLS[impl_for(n)].fn;
 }
 
 static void
@@ -1336,40 +1346,30 @@ py_set_impl(PyObject *self, PyObject *arg)
  * each tree level across tensors; the tensor leaves, by length). Same roots as the Committer. */
 
 /* keccak256 of n messages of len < RATE_BYTES bytes each, stored back to back: each is padded
- * into one block and the blocks go through the lanes (AVX-512 or AVX2 as many_for would pick),
- * or through the scalar sponge. */
+ * into one block and the blocks go through the lanes of the variant many_for would pick, or
+ * through the scalar sponge. */
 static void
 hash_short(const uint8_t *msgs, size_t len, uint8_t *out, size_t n)
 {
-#ifdef HAVE_SIMD
-    void (*padded)(const uint8_t *, uint8_t *) = NULL;
-    size_t lanes = 0;
-    if (current_impl == 2 && n > 4) {
-        padded = many_avx512_padded;
-        lanes = 8;
-    }
-    else if (current_impl >= 1 && IMPLS[1].usable && n > 1) {
-        padded = many_avx2_padded;
-        lanes = 4;
-    }
-    if (padded != NULL) {
-        uint8_t blocks[RATE_BYTES * 8], digests[32 * 8];
-        for (size_t i = 0; i < n; i += lanes) {
-            size_t k = n - i < lanes ? n - i : lanes;
-            memset(blocks, 0, RATE_BYTES * lanes);
-            for (size_t j = 0; j < k; j++) {
-                uint8_t *b = blocks + RATE_BYTES * j;
-                memcpy(b, msgs + len * (i + j), len);
-                b[len] ^= 0x01;
-                b[RATE_BYTES - 1] ^= 0x80;
-            }
-            padded(blocks, digests);
-            memcpy(out + 32 * i, digests, 32 * k);
-        }
+    const int impl = n > 1 ? impl_for(n) : 0; /* one message: the scalar sponge is faster */
+    const size_t lanes = IMPLS[impl].lanes;
+    if (IMPLS[impl].padded == NULL) {
+        many_scalar(msgs, len, out, n);
         return;
     }
-#endif
-    many_scalar(msgs, len, out, n);
+    uint8_t blocks[RATE_BYTES * 8], digests[32 * 8];
+    for (size_t i = 0; i < n; i += lanes) {
+        size_t k = n - i < lanes ? n - i : lanes;
+        memset(blocks, 0, RATE_BYTES * lanes);
+        for (size_t j = 0; j < k; j++) {
+            uint8_t *b = blocks + RATE_BYTES * j;
+            memcpy(b, msgs + len * (i + j), len);
+            b[len] ^= 0x01;
+            b[RATE_BYTES - 1] ^= 0x80;
+        }
+        IMPLS[impl].padded(blocks, digests);
+        memcpy(out + 32 * i, digests, 32 * k);
+    }
 }
 
 /* Equal-length messages gathered from scattered places, hashed together, digests scattered. */

@@ -93,10 +93,6 @@ def _root(values: IntArray) -> bytes:
 # OPENBLAS_THREAD_TIMEOUT when imported before numpy) keeps its threads and the OS shares the
 # cores: MiniLM traced 83.7 -> 80.9 ms on two cores (BENCHMARKS.md). Exact either way.
 _LARGE_VALUES = 16_384
-# A run that commits at most this many values is hashed at its end, on the caller's thread,
-# all tensors at once (native trace_batched): handing each small tensor to the worker costs
-# more than hashing it, and together they fill the SIMD lanes (measured: BENCHMARKS.md).
-_BATCHED_TRACE_VALUES = 2_048
 _SHORT_WAIT = 18  # OPENBLAS_THREAD_TIMEOUT (log2 of the cycles) up to which BLAS keeps threads
 
 
@@ -119,6 +115,10 @@ _THROTTLED_BLAS = [
     lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers
     if _waits_long(lib)
 ]  # fmt: skip
+# A run that commits at most this many values is hashed at its end, on the caller's thread,
+# all tensors at once (native trace_batched): handing each small tensor to the worker costs
+# more than hashing it, and together they fill the SIMD lanes (measured: BENCHMARKS.md).
+_BATCHED_TRACE_VALUES = 2_048
 # Steps whose output holds the same values in the same order as their first input, so the
 # same packed words and the same tensor root (only the shape differs, bound by tensor_leaf).
 _SAME_VALUES_OPS = frozenset({"reshape"})

@@ -143,21 +143,15 @@ PreparedDense = tuple[NDArray[np.float64], IntArray | None, int, int, int, int, 
 
 
 def prepare_small_dense(
-    w_t: NDArray[Any],
-    bias: IntArray | None,
-    bias_shift: int,
-    shift: int,
-    limit: int,
-    relu: bool,
-    x_shape: tuple[int, ...],
+    w_t: NDArray[Any], requant: PreparedRequantize, x_shape: tuple[int, ...]
 ) -> PreparedDense | None:
     """The C dense kernel (product, bias, requantization in one call) for inputs of shape
-    ``x_shape`` (..., k) times the constant ``w_t`` (k, n, integer-valued), or None where BLAS
-    is the better path (large layers) or only numpy applies."""
+    ``x_shape`` (..., k) times the constant ``w_t`` (k, n, integer-valued), with the
+    requantization ``prepare_requantize`` made for its output rows; None where BLAS is the
+    better path (large layers)."""
     k, n = w_t.shape
-    requant = prepare_requantize((n,), bias, bias_shift, shift, limit, relu)
     rows = int(np.prod(x_shape[:-1], dtype=np.int64))
-    if requant is None or not x_shape or x_shape[-1] != k or rows * k * n > _SMALL_DENSE_MAX:
+    if not x_shape or x_shape[-1] != k or rows * k * n > _SMALL_DENSE_MAX:
         return None
     w = np.zeros((k, -(-n // _DENSE_LANES) * _DENSE_LANES))
     w[:, :n] = w_t

@@ -31,6 +31,15 @@ def numpy_dense(
     return fused.then_relu(fused.numpy_requantize(acc, bias, bias_shift, shift, limit), relu)
 
 
+def prepare(
+    w_t: np.ndarray, bias: np.ndarray | None, bias_shift: int, shift: int, limit: int,
+    relu: bool, x_shape: tuple[int, ...],
+) -> fused.PreparedDense | None:  # fmt: skip
+    """As plan_dense prepares a step: the requantization, then the kernel."""
+    requant = fused.prepare_requantize((w_t.shape[1],), bias, bias_shift, shift, limit, relu)
+    return None if requant is None else fused.prepare_small_dense(w_t, requant, x_shape)
+
+
 @st.composite
 def dense_cases(draw: st.DrawFn) -> tuple:
     lead = draw(st.lists(st.integers(1, 9), min_size=0, max_size=2))
@@ -53,7 +62,7 @@ def dense_cases(draw: st.DrawFn) -> tuple:
 @given(dense_cases())
 def test_small_dense_matches_numpy(case: tuple) -> None:
     x, w_t, bias, bias_shift, shift, limit, relu = case
-    prepared = fused.prepare_small_dense(w_t, bias, bias_shift, shift, limit, relu, x.shape)
+    prepared = prepare(w_t, bias, bias_shift, shift, limit, relu, x.shape)
     assert prepared is not None
     want = numpy_dense(x, w_t, bias, bias_shift, shift, limit, relu)
     for _ in each_conv_impl():
@@ -66,7 +75,7 @@ def test_sums_past_float64_are_refused_and_the_step_still_exact() -> None:
     k, n = 64, 8
     x = np.full((4, k), 2**31 - 1, dtype=np.int64)
     w_t = np.full((k, n), 2**21, dtype=np.float64)  # 64 * 2**31 * 2**21 = 2**58
-    prepared = fused.prepare_small_dense(w_t, None, 0, 40, 2**62, False, x.shape)
+    prepared = prepare(w_t, None, 0, 40, 2**62, False, x.shape)
     assert prepared is not None
     assert fused.run_small_dense(prepared, x) is None
     out = np.empty((4, n), dtype=np.int64)
@@ -84,10 +93,10 @@ def test_sums_past_float64_are_refused_and_the_step_still_exact() -> None:
 
 def test_large_layers_and_odd_parameters_are_not_prepared() -> None:
     w_t = np.ones((384, 384))
-    assert fused.prepare_small_dense(w_t, None, 0, 8, ACT_MAX, False, (128, 384)) is None
-    assert fused.prepare_small_dense(w_t, None, 0, 8, ACT_MAX, False, (2, 384)) is not None
-    assert fused.prepare_small_dense(w_t, None, 0, 99, ACT_MAX, False, (2, 384)) is None
-    assert fused.prepare_small_dense(w_t, None, 0, 8, ACT_MAX, False, (2, 383)) is None
+    assert prepare(w_t, None, 0, 8, ACT_MAX, False, (128, 384)) is None
+    assert prepare(w_t, None, 0, 8, ACT_MAX, False, (2, 384)) is not None
+    assert prepare(w_t, None, 0, 99, ACT_MAX, False, (2, 384)) is None
+    assert prepare(w_t, None, 0, 8, ACT_MAX, False, (2, 383)) is None
 
 
 @pytest.mark.parametrize(

@@ -182,12 +182,12 @@ def plan_dense(step: Step, program: Program, limit: int) -> FusedKernel | None:
         return None
     w_t = _weight_t(program, step.inputs[1])
     bias = program.const(step.inputs[2]) if len(step.inputs) > 2 else None
-    relu = bool(a.get("relu"))
-    prepared = prepare_requantize(w_t.shape[1:], bias, a["bias_shift"], a["shift"], limit, relu)
+    prepared = prepare_requantize(
+        w_t.shape[1:], bias, a["bias_shift"], a["shift"], limit, bool(a.get("relu"))
+    )
     if prepared is None:
         return None
-    x_shape = program.tensors[step.inputs[0]].shape
-    small = prepare_small_dense(w_t, bias, a["bias_shift"], a["shift"], limit, relu, x_shape)
+    small = prepare_small_dense(w_t, prepared, program.tensors[step.inputs[0]].shape)
 
     def run(step: Step, args: list[IntArray], program: Program, limit: int) -> tuple[IntArray, int]:
         if small is not None and (done := run_small_dense(small, args[0])) is not None:
