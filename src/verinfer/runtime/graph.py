@@ -3,7 +3,8 @@
 Shapes are static once the batch dimension is bound, so every ``Shape`` sub-graph folds to a
 constant; BatchNorm folds into the conv/gemm before it; the decomposed layer norm that old
 torch exports emit (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div) fuses into one
-LayerNormalization node. What remains is what the op table must lower.
+LayerNormalization node, and the exact GELU spelled out with Erf into one Gelu node. What
+remains is what the op table must lower.
 """
 
 from __future__ import annotations
@@ -236,6 +237,75 @@ def fuse_layernorm(g: Graph) -> None:
         producers = {o: n for n in g.nodes for o in n.output}
 
 
+def fuse_gelu(g: Graph) -> None:
+    """Fuse the exact GELU as torch exports it, x·0.5·(1 + Erf(x/√2)) in either order of the
+    products (Div by √2 or Mul by 1/√2), into one Gelu node: two steps (Φ's table and one
+    product) instead of five, and three fewer tensors in the trace."""
+    for erf in [n for n in g.nodes if n.op_type == "Erf"]:
+        fused = _gelu_of(g, erf)
+        if fused is not None:
+            index = next(i for i, n in enumerate(g.nodes) if n.output[0] == fused.output[0])
+            g.nodes[index] = fused
+    remove_dead(g)
+
+
+def _gelu_of(g: Graph, erf: onnx.NodeProto) -> onnx.NodeProto | None:
+    """The Gelu node that replaces the pattern around ``erf``, or None if it is not one."""
+    producers = {o: n for n in g.nodes for o in n.output}
+    scaled = producers.get(erf.input[0])
+    if scaled is None or not _sole_use(g, erf.input[0]):
+        return None
+    if scaled.op_type == "Div":
+        x, by_root_half = scaled.input[0], _const_near(g, scaled.input[1], np.sqrt(2.0))
+    elif scaled.op_type == "Mul":
+        x = scaled.input[1] if g.is_const(scaled.input[0]) else scaled.input[0]
+        by_root_half = _const_near(g, _other(scaled, x), np.sqrt(0.5))
+    else:
+        return None
+    if not by_root_half or g.is_const(x):
+        return None
+    one_plus = _sole_consumer(g, erf.output[0])
+    if one_plus is None or one_plus.op_type != "Add":
+        return None
+    if not _const_near(g, _other(one_plus, erf.output[0]), 1.0):
+        return None
+    outer = _sole_consumer(g, one_plus.output[0])
+    if outer is None or outer.op_type != "Mul":
+        return None
+    partner = _other(outer, one_plus.output[0])
+    if partner == x:  # (x · (1 + erf)) · 0.5
+        last = _sole_consumer(g, outer.output[0])
+        if last is None or last.op_type != "Mul":
+            return None
+        if not _const_near(g, _other(last, outer.output[0]), 0.5):
+            return None
+    else:  # (x · 0.5) · (1 + erf)
+        half = producers.get(partner)
+        if half is None or half.op_type != "Mul" or not _sole_use(g, partner):
+            return None
+        if x not in half.input or not _const_near(g, _other(half, x), 0.5):
+            return None
+        last = outer
+    return helper.make_node("Gelu", [x], [last.output[0]], name=f"{erf.name}/fused_gelu")
+
+
+def _sole_use(g: Graph, name: str) -> bool:
+    """Whether ``name`` feeds exactly one node and is not a graph output."""
+    return name not in g.outputs and len(g.consumers(name)) == 1
+
+
+def _sole_consumer(g: Graph, name: str) -> onnx.NodeProto | None:
+    return g.consumers(name)[0] if _sole_use(g, name) else None
+
+
+def _const_near(g: Graph, name: str, value: float) -> bool:
+    """Whether ``name`` is a constant all of whose elements are ``value`` to float32 precision."""
+    if not g.is_const(name):
+        return False
+    c = np.asarray(g.consts[name], dtype=np.float64)
+    return c.size >= 1 and bool(np.allclose(c, value, rtol=1e-6, atol=0.0))
+
+
 def _other(node: onnx.NodeProto, name: str) -> str:
     return node.input[1] if node.input[0] == name else node.input[0]
 
@@ -269,5 +339,6 @@ def prepare(model: onnx.ModelProto) -> Graph:
     fold_constants(g)
     fold_batchnorm(g)
     fuse_layernorm(g)
+    fuse_gelu(g)
     remove_dead(g)
     return g

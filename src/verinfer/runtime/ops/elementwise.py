@@ -19,6 +19,7 @@ from verinfer.runtime.fixed import (
 )
 from verinfer.runtime.fused import relu_saturate
 from verinfer.runtime.ops import KERNELS, FusedKernel, attr, fused, kernel, lowering, planner
+from verinfer.runtime.ops.linear import fold_bias
 from verinfer.runtime.program import Program, Step
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ def operand(ctx: CompileContext, name: str, out_scale: int, suffix: str) -> tupl
 
 @lowering("Add", "Sub")
 def lower_add(node: onnx.NodeProto, ctx: CompileContext) -> None:
+    if fold_bias(ctx, node):
+        return
     out_scale = ctx.act_scale(node.output[0])
     a, shift_a = operand(ctx, node.input[0], out_scale, "a")
     b, shift_b = operand(ctx, node.input[1], out_scale, "b")

@@ -7,6 +7,7 @@ fails for the whole reduction, it is split into chunks that each pass, summed in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,41 @@ def lower_dense(ctx: CompileContext, x_name: str, w_nk: Any, bias: Any) -> None:
         scale=out_scale,
         attrs={"shift": acc_scale - out_scale, "bias_shift": bias_shift, "chunk": chunk},
     )
+
+
+def fold_bias(ctx: CompileContext, node: onnx.NodeProto) -> bool:
+    """Fold ``node``, an Add or Sub of a per-output constant, into the bias-free dense step
+    that just produced its other operand, if nothing else reads that step's output: one step
+    and one committed tensor fewer, and one rounding fewer. This is MatMul + Add, as torch
+    exports ``nn.Linear`` on inputs of more than two dimensions. Returns whether it did."""
+    last = ctx.steps[-1] if ctx.steps else None
+    if last is None or last.op != "dense" or len(last.inputs) != 2 or last.attrs.get("relu"):
+        return False
+    a, b = node.input
+    if node.op_type == "Add" and ctx.is_const(a):
+        a, b = b, a
+    if (
+        a != last.output
+        or not ctx.is_const(b)
+        or a in ctx.graph.outputs
+        or len(ctx.graph.consumers(a)) != 1
+    ):
+        return False
+    c = ctx.const(b).astype(np.float64)
+    n = ctx.tensors[a].shape[-1]
+    per_output = c.ndim <= len(ctx.tensors[a].shape) and all(d == 1 for d in c.shape[:-1])
+    if not per_output or (c.ndim and c.shape[-1] not in (1, n)):
+        return False
+    bias = np.broadcast_to(c.reshape(-1), (n,)) * (-1.0 if node.op_type == "Sub" else 1.0)
+    acc_scale = ctx.tensors[last.inputs[0]].scale + ctx.constants[last.inputs[1]].scale
+    bias_inputs, bias_shift = _bias(ctx, bias, acc_scale)
+    out, out_scale = node.output[0], ctx.act_scale(node.output[0])
+    ctx.tensors[out] = dataclasses.replace(ctx.tensors.pop(a), name=out, scale=out_scale)
+    attrs = {**last.attrs, "shift": acc_scale - out_scale, "bias_shift": bias_shift}
+    ctx.steps[-1] = dataclasses.replace(
+        last, inputs=(*last.inputs, *bias_inputs), output=out, attrs=attrs
+    )
+    return True
 
 
 @lowering("Gemm")
