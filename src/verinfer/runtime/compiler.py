@@ -165,7 +165,11 @@ def compile_proto(model: onnx.ModelProto, calibration: Any = None, *, batch: int
     graph = prepare(bind_batch(model, batch))
     _refuse_unsupported(graph)
     feeds = as_feeds(model, calibration) or default_feeds(model, graph.shapes)
-    ctx = CompileContext(graph, tensor_ranges(model, feeds))
+    ranges = tensor_ranges(model, feeds)
+    for name, factor in graph.range_factors.items():
+        if name in ranges:
+            ranges[name] *= factor
+    ctx = CompileContext(graph, ranges)
     inputs: list[Tensor] = []
     dtypes: dict[str, str] = {}
     for name in graph.inputs:

@@ -3,8 +3,9 @@
 Shapes are static once the batch dimension is bound, so every ``Shape`` sub-graph folds to a
 constant; BatchNorm folds into the conv/gemm before it; the decomposed layer norm that old
 torch exports emit (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div) fuses into one
-LayerNormalization node, and the exact GELU spelled out with Erf into one Gelu node. What
-remains is what the op table must lower.
+LayerNormalization node, and the exact GELU spelled out with Erf into one Gelu node; a Mul
+or Div by a scalar folds into the weights of the linear chain before it. What remains is what
+the op table must lower.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Graph:
     outputs: list[str]
     opset: int
     folded: int = field(default=0)
+    # Tensors whose values a rewrite multiplied by a constant factor: their calibrated range
+    # (measured on the original model) is multiplied by it too.
+    range_factors: dict[str, float] = field(default_factory=dict)
 
     def consumers(self, name: str) -> list[onnx.NodeProto]:
         return [n for n in self.nodes if name in n.input]
@@ -289,6 +293,106 @@ def _gelu_of(g: Graph, erf: onnx.NodeProto) -> onnx.NodeProto | None:
     return helper.make_node("Gelu", [x], [last.output[0]], name=f"{erf.name}/fused_gelu")
 
 
+# Ops that only move values: a factor on their output is a factor on their data input.
+_MOVES_VALUES = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
+# Where Gemm and Conv keep their constant weights and bias: the inputs a factor scales.
+_WEIGHT_AND_BIAS = {"Gemm": (1, 2), "Conv": (1, 2)}
+
+
+def fold_scalar_scales(g: Graph) -> None:
+    """Fold a Mul or Div by a scalar constant into the weights of the linear chain that makes
+    its other operand: through reshapes and transposes, added constants, and either side of
+    a MatMul of two activations, to the constant weights (and bias) of a MatMul, Gemm or
+    Conv. Attention's 1/√d after Q·Kᵀ becomes part of W_q and b_q; a logit scale after the
+    last Gemm, part of that Gemm. One step and one committed tensor fewer, and one rounding."""
+    for node in [n for n in g.nodes if n.op_type in ("Mul", "Div")]:
+        factor, x = _scalar_factor(g, node)
+        if factor is None or x is None or not _sole_use(g, x):
+            continue
+        producers = {o: n for n in g.nodes for o in n.output}
+        chain = _linear_chain(g, producers, x)
+        if chain is None:
+            continue
+        tensors, weights = chain
+        for target, index in weights:
+            old = target.input[index]
+            new = f"{old}::times:{node.output[0]}"
+            g.consts[new] = (g.consts[old].astype(np.float64) * factor).astype(g.consts[old].dtype)
+            g.shapes[new] = g.shapes[old]
+            target.input[index] = new
+        for name in tensors[1:]:  # tensors[0], x, is renamed to the Mul's output below
+            g.range_factors[name] = g.range_factors.get(name, 1.0) * abs(factor)
+        producers[x].output[0] = node.output[0]
+        g.nodes = [n for n in g.nodes if n is not node]
+    remove_dead(g)
+
+
+def _scalar_factor(g: Graph, node: onnx.NodeProto) -> tuple[float | None, str | None]:
+    """(c, x) if ``node`` is x·c, c·x or x/c with c a finite, non-zero float scalar."""
+    x, c = node.input
+    if node.op_type == "Mul" and g.is_const(x):
+        x, c = c, x
+    if g.is_const(x) or not g.is_const(c):
+        return None, None
+    value = g.consts[c]
+    if value.size != 1 or value.dtype.kind != "f":
+        return None, None
+    scalar = float(value.reshape(-1)[0])
+    if not np.isfinite(scalar) or scalar == 0.0:
+        return None, None
+    factor = 1.0 / scalar if node.op_type == "Div" else scalar
+    return (factor, x) if np.isfinite(factor) else (None, None)
+
+
+def _linear_chain(
+    g: Graph, producers: dict[str, onnx.NodeProto], name: str
+) -> tuple[list[str], list[tuple[onnx.NodeProto, int]]] | None:
+    """The tensors from ``name`` up to constant weights, each read only by the next, and the
+    (node, input index) of every float constant a factor on ``name`` must scale; None if
+    ``name`` is not linear in such constants."""
+    node = producers.get(name)
+    if node is None or name != node.output[0] or name in g.outputs:
+        return None
+    op = node.op_type
+    if op in _MOVES_VALUES:
+        up = _sole_linear_chain(g, producers, node.input[0])
+        return None if up is None else ([name, *up[0]], up[1])
+    if op in ("Add", "Sub"):
+        const = [i for i, n in enumerate(node.input) if g.is_const(n)]
+        if len(const) != 1 or not _scalable(g, node.input[const[0]]):
+            return None
+        up = _sole_linear_chain(g, producers, node.input[1 - const[0]])
+        return None if up is None else ([name, *up[0]], [*up[1], (node, const[0])])
+    if op == "MatMul":  # the constant side, or else either activation's chain
+        const = [i for i, n in enumerate(node.input) if g.is_const(n)]
+        if const:
+            return ([name], [(node, const[0])]) if _scalable(g, node.input[const[0]]) else None
+        for side in node.input:
+            up = _sole_linear_chain(g, producers, side)
+            if up is not None:
+                return [name, *up[0]], up[1]
+        return None
+    if op not in _WEIGHT_AND_BIAS:
+        return None
+    weight, bias = _WEIGHT_AND_BIAS[op]
+    if not _scalable(g, node.input[weight]):
+        return None
+    has_bias = len(node.input) > bias and node.input[bias] != ""
+    if has_bias and not _scalable(g, node.input[bias]):
+        return None
+    return [name], [(node, weight), *([(node, bias)] if has_bias else [])]
+
+
+def _sole_linear_chain(
+    g: Graph, producers: dict[str, onnx.NodeProto], name: str
+) -> tuple[list[str], list[tuple[onnx.NodeProto, int]]] | None:
+    return _linear_chain(g, producers, name) if _sole_use(g, name) else None
+
+
+def _scalable(g: Graph, name: str) -> bool:
+    return g.is_const(name) and g.consts[name].dtype.kind == "f"
+
+
 def _sole_use(g: Graph, name: str) -> bool:
     """Whether ``name`` feeds exactly one node and is not a graph output."""
     return name not in g.outputs and len(g.consumers(name)) == 1
@@ -340,5 +444,6 @@ def prepare(model: onnx.ModelProto) -> Graph:
     fold_batchnorm(g)
     fuse_layernorm(g)
     fuse_gelu(g)
+    fold_scalar_scales(g)
     remove_dead(g)
     return g

@@ -1,7 +1,8 @@
-"""Two compile-time fusions that cut steps and committed tensors without changing results:
-MatMul + Add of a per-output constant becomes one dense step with a bias, and the exact GELU
-that torch spells out with Erf becomes one Gelu (a table and one product). Each happens only
-when nothing else reads the intermediate values."""
+"""Compile-time fusions that cut steps and committed tensors without changing results:
+MatMul + Add of a per-output constant becomes one dense step with a bias, the exact GELU that
+torch spells out with Erf becomes one Gelu (a table and one product), and a Mul or Div by a
+scalar folds into the weights of the linear chain before it. Each happens only when nothing
+else reads the intermediate values."""
 
 from __future__ import annotations
 
@@ -36,11 +37,12 @@ def _model(
 
 
 def _check(model: onnx.ModelProto, ops: list[str], atol: float = 3e-3) -> Program:
-    """Compile, check the step list, and agree with onnxruntime on every output."""
+    """Compile, check the step list, and agree with onnxruntime on every output, unsaturated."""
     x = np.random.default_rng(5).normal(size=X_SHAPE).astype(np.float32)
     program = compile_proto(model, x, batch=2)
     assert [s.op for s in program.steps] == ops
     execution = program.run(x)
+    assert not execution.saturated
     expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
     for got, want in zip(execution.outputs, expected, strict=True):
         np.testing.assert_allclose(got, want, atol=atol)
@@ -151,3 +153,74 @@ def test_gelu_is_not_fused_when_a_constant_differs() -> None:
     nodes = _gelu(DIV, half_first=True, half="other")
     program = _check(_model(nodes, ["g"], consts), ["dense", "mul", "lut", "add", "mul", "mul"])
     assert "e" in program.tensors
+
+
+# --- scalar factors -------------------------------------------------------------------------
+
+EIGHT = {"c": np.array(8.0), "eighth": np.array(0.125)}
+
+
+def test_a_scalar_factor_after_a_matmul_or_gemm_folds_into_its_weights() -> None:
+    for op, c in (("Mul", "c"), ("Div", "eighth")):
+        program = _check(_model([_add("h", c, op=op)], ["y"], EIGHT), ["dense"])
+        assert program.steps[0].output == "y" and "h" not in program.tensors
+    scaled_bias = [_add("h", "b"), _add("c", "y", "z", op="Mul")]
+    _check(_model(scaled_bias, ["z"], {**BIAS, **EIGHT}), ["dense"])
+
+
+def _heads(src: str, weight: str, perm: list[int], out: str) -> list[onnx.NodeProto]:
+    """[2, 3, 6] activations of x·weight, as 2 heads of 3: [2, 2, 3, 3] after ``perm``."""
+    return [
+        helper.make_node("MatMul", ["x", weight], [f"{out}_lin"], name=f"{out}_lin"),
+        helper.make_node("Reshape", [f"{out}_lin", "heads"], [f"{out}_split"], name=f"{out}_r"),
+        helper.make_node("Transpose", [f"{out}_split"], [out], name=f"{out}_t", perm=perm),
+    ]
+
+
+def _attention(scale: onnx.NodeProto, outputs: list[str]) -> onnx.ModelProto:
+    """Scores of two heads, q·kᵀ, scaled, then Softmax; h (the model's MatMul) is unused."""
+    consts = {
+        "wk": np.random.default_rng(4).normal(size=(4, 6)),
+        "heads": np.array([2, 3, 2, 3]),
+        **EIGHT,
+    }
+    nodes = [
+        *_heads("x", "w", [0, 2, 1, 3], "q"),
+        *_heads("x", "wk", [0, 2, 3, 1], "kt"),
+        helper.make_node("MatMul", ["q", "kt"], ["scores"], name="scores"),
+        scale,
+        helper.make_node("Softmax", ["scaled"], ["attn"], name="softmax", axis=-1),
+    ]
+    model = _model(nodes, outputs, consts)
+    heads = next(i for i in model.graph.initializer if i.name == "heads")
+    heads.CopyFrom(numpy_helper.from_array(np.array([2, 3, 2, 3], np.int64), "heads"))
+    return model
+
+
+def test_a_scale_after_q_kt_folds_into_the_query_weights_with_their_ranges() -> None:
+    """Times 8 grows q and the scores eightfold: their scales come from the calibrated ranges
+    times 8, or the run would saturate (which _check refuses)."""
+    chain = ["dense", "reshape", "transpose"]
+    for scale in (
+        helper.make_node("Mul", ["scores", "c"], ["scaled"], name="scale"),
+        helper.make_node("Div", ["scores", "eighth"], ["scaled"], name="scale"),
+    ):
+        program = _check(_attention(scale, ["attn"]), [*chain, *chain, "matmul", "softmax"])
+        assert "scores" not in program.tensors and program.steps[-2].output == "scaled"
+
+
+def test_a_scale_stays_separate_when_the_chain_is_read_elsewhere_or_not_linear() -> None:
+    scale = helper.make_node("Mul", ["scores", "c"], ["scaled"], name="scale")
+    unfolded = ["dense", "reshape", "transpose"] * 2 + ["matmul", "mul", "softmax"]
+    _check(_attention(scale, ["attn", "scores"]), unfolded)
+    both_heads_read = ["attn", "q", "kt"]  # q and kt are outputs: neither side may change
+    _check(_attention(scale, both_heads_read), unfolded)
+    relu = [helper.make_node("Relu", ["h"], ["r"], name="relu"), _add("r", "c", op="Mul")]
+    _check(_model(relu, ["y"], EIGHT), ["dense", "mul"])
+    per_column = {"c": np.linspace(0.5, 2.0, 6)}
+    _check(_model([_add("h", "c", op="Mul")], ["y"], per_column), ["dense", "mul"])
+
+
+def test_a_weight_shared_with_another_matmul_is_scaled_as_a_copy() -> None:
+    other = helper.make_node("MatMul", ["x", "w"], ["h2"], name="other")
+    _check(_model([other, _add("h", "c", op="Mul")], ["y", "h2"], EIGHT), ["dense", "dense"])
