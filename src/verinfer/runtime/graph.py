@@ -328,14 +328,15 @@ def fold_scalar_scales(g: Graph) -> None:
 
 
 def _scalar_factor(g: Graph, node: onnx.NodeProto) -> tuple[float | None, str | None]:
-    """(c, x) if ``node`` is x·c, c·x or x/c with c a finite, non-zero float scalar."""
+    """(c, x) if ``node`` is x·c, c·x or x/c with c a finite, non-zero float scalar that
+    leaves x's shape as it is (a [1, 1] factor would add a dimension to a vector)."""
     x, c = node.input
     if node.op_type == "Mul" and g.is_const(x):
         x, c = c, x
-    if g.is_const(x) or not g.is_const(c):
+    if g.is_const(x) or not g.is_const(c) or x not in g.shapes:
         return None, None
     value = g.consts[c]
-    if value.size != 1 or value.dtype.kind != "f":
+    if value.size != 1 or value.dtype.kind != "f" or value.ndim > len(g.shapes[x]):
         return None, None
     scalar = float(value.reshape(-1)[0])
     if not np.isfinite(scalar) or scalar == 0.0:

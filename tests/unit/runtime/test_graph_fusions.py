@@ -219,6 +219,8 @@ def test_a_scale_stays_separate_when_the_chain_is_read_elsewhere_or_not_linear()
     _check(_model(relu, ["y"], EIGHT), ["dense", "mul"])
     per_column = {"c": np.linspace(0.5, 2.0, 6)}
     _check(_model([_add("h", "c", op="Mul")], ["y"], per_column), ["dense", "mul"])
+    adds_a_dimension = {"c": np.full((1, 1, 1, 1), 8.0)}  # y is [1, 2, 3, 6], h [2, 3, 6]
+    _check(_model([_add("h", "c", op="Mul")], ["y"], adds_a_dimension), ["dense", "mul"])
 
 
 def test_a_weight_shared_with_another_matmul_is_scaled_as_a_copy() -> None:
