@@ -168,7 +168,7 @@ def test_a_scalar_factor_after_a_matmul_or_gemm_folds_into_its_weights() -> None
     _check(_model(scaled_bias, ["z"], {**BIAS, **EIGHT}), ["dense"])
 
 
-def _heads(src: str, weight: str, perm: list[int], out: str) -> list[onnx.NodeProto]:
+def _heads(weight: str, perm: list[int], out: str) -> list[onnx.NodeProto]:
     """[2, 3, 6] activations of x·weight, as 2 heads of 3: [2, 2, 3, 3] after ``perm``."""
     return [
         helper.make_node("MatMul", ["x", weight], [f"{out}_lin"], name=f"{out}_lin"),
@@ -185,8 +185,8 @@ def _attention(scale: onnx.NodeProto, outputs: list[str]) -> onnx.ModelProto:
         **EIGHT,
     }
     nodes = [
-        *_heads("x", "w", [0, 2, 1, 3], "q"),
-        *_heads("x", "wk", [0, 2, 3, 1], "kt"),
+        *_heads("w", [0, 2, 1, 3], "q"),
+        *_heads("wk", [0, 2, 3, 1], "kt"),
         helper.make_node("MatMul", ["q", "kt"], ["scores"], name="scores"),
         scale,
         helper.make_node("Softmax", ["scaled"], ["attn"], name="softmax", axis=-1),
