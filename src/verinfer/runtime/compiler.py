@@ -7,7 +7,7 @@ that no intermediate overflows; when a proof fails they name the node and the re
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,22 +127,47 @@ class CompileContext:
         self.tensors[name] = tensor
         return tensor
 
-    def fuse_relu(self, name: str) -> bool:
-        """Fold a Relu of ``name`` into the step that just produced it, if that step is a
-        dense, conv2d or matmul whose output nothing else reads: one step instead of two,
-        and one tensor fewer to commit. Returns whether it did."""
+    def foldable_last(self, name: str, ops: Collection[str]) -> Step | None:
+        """The step just emitted, if it is one of ``ops``, produced ``name``, and nothing but
+        the current node reads ``name`` (no other node, not a graph output): a step the
+        current node can be folded into, one step and one committed tensor fewer."""
         last = self.steps[-1] if self.steps else None
         if (
             last is None
             or last.output != name
-            or last.op not in RELU_FUSES_INTO
+            or last.op not in ops
             or name in self.graph.outputs
             or len(self.graph.consumers(name)) != 1
         ):
+            return None
+        return last
+
+    def fold_into_last(
+        self,
+        name: str,
+        attrs: Mapping[str, Any],
+        *,
+        inputs: tuple[str, ...] = (),
+        scale: int | None = None,
+    ) -> None:
+        """Make the last step (see foldable_last) produce the current node's output in place
+        of ``name``, with ``attrs``, ``inputs`` appended to its own, and ``scale`` if given."""
+        last, out = self.steps[-1], self.node.output[0]
+        tensor = self.tensors.pop(name)
+        self.tensors[out] = dataclasses.replace(
+            tensor, name=out, scale=tensor.scale if scale is None else scale
+        )
+        self.steps[-1] = dataclasses.replace(
+            last, inputs=(*last.inputs, *inputs), output=out, attrs=dict(attrs)
+        )
+
+    def fuse_relu(self, name: str) -> bool:
+        """Fold a Relu of ``name`` into the dense, conv2d or matmul step that just produced
+        it, if nothing else reads ``name``. Returns whether it did."""
+        last = self.foldable_last(name, RELU_FUSES_INTO)
+        if last is None:
             return False
-        out = self.node.output[0]
-        self.tensors[out] = dataclasses.replace(self.tensors.pop(name), name=out)
-        self.steps[-1] = dataclasses.replace(last, output=out, attrs={**last.attrs, "relu": 1})
+        self.fold_into_last(name, {**last.attrs, "relu": 1})
         return True
 
     def alias(self, name: str, tensor: Tensor) -> None:

@@ -295,8 +295,8 @@ def _gelu_of(g: Graph, erf: onnx.NodeProto) -> onnx.NodeProto | None:
 
 # Ops that only move values: a factor on their output is a factor on their data input.
 _MOVES_VALUES = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
-# Where Gemm and Conv keep their constant weights and bias: the inputs a factor scales.
-_WEIGHT_AND_BIAS = {"Gemm": (1, 2), "Conv": (1, 2)}
+# Ops whose input 1 is their weight and input 2 (optional) their bias.
+_WEIGHTED = frozenset({"Gemm", "Conv"})
 
 
 def fold_scalar_scales(g: Graph) -> None:
@@ -306,11 +306,12 @@ def fold_scalar_scales(g: Graph) -> None:
     Conv. Attention's 1/√d after Q·Kᵀ becomes part of W_q and b_q; a logit scale after the
     last Gemm, part of that Gemm. One step and one committed tensor fewer, and one rounding."""
     for node in [n for n in g.nodes if n.op_type in ("Mul", "Div")]:
-        factor, x = _scalar_factor(g, node)
-        if factor is None or x is None or not _sole_use(g, x):
+        scalar = _scalar_factor(g, node)
+        if scalar is None:
             continue
+        factor, x = scalar
         producers = {o: n for n in g.nodes for o in n.output}
-        chain = _linear_chain(g, producers, x)
+        chain = _sole_linear_chain(g, producers, x)
         if chain is None:
             continue
         tensors, weights = chain
@@ -327,22 +328,22 @@ def fold_scalar_scales(g: Graph) -> None:
     remove_dead(g)
 
 
-def _scalar_factor(g: Graph, node: onnx.NodeProto) -> tuple[float | None, str | None]:
+def _scalar_factor(g: Graph, node: onnx.NodeProto) -> tuple[float, str] | None:
     """(c, x) if ``node`` is x·c, c·x or x/c with c a finite, non-zero float scalar that
     leaves x's shape as it is (a [1, 1] factor would add a dimension to a vector)."""
     x, c = node.input
     if node.op_type == "Mul" and g.is_const(x):
         x, c = c, x
     if g.is_const(x) or not g.is_const(c) or x not in g.shapes:
-        return None, None
+        return None
     value = g.consts[c]
     if value.size != 1 or value.dtype.kind != "f" or value.ndim > len(g.shapes[x]):
-        return None, None
+        return None
     scalar = float(value.reshape(-1)[0])
     if not np.isfinite(scalar) or scalar == 0.0:
-        return None, None
+        return None
     factor = 1.0 / scalar if node.op_type == "Div" else scalar
-    return (factor, x) if np.isfinite(factor) else (None, None)
+    return (factor, x) if np.isfinite(factor) else None
 
 
 def _linear_chain(
@@ -350,9 +351,10 @@ def _linear_chain(
 ) -> tuple[list[str], list[tuple[onnx.NodeProto, int]]] | None:
     """The tensors from ``name`` up to constant weights, each read only by the next, and the
     (node, input index) of every float constant a factor on ``name`` must scale; None if
-    ``name`` is not linear in such constants."""
+    ``name`` is not linear in such constants. The caller checks that ``name`` is read by one
+    node only (_sole_linear_chain)."""
     node = producers.get(name)
-    if node is None or name != node.output[0] or name in g.outputs:
+    if node is None or name != node.output[0]:
         return None
     op = node.op_type
     if op in _MOVES_VALUES:
@@ -373,20 +375,18 @@ def _linear_chain(
             if up is not None:
                 return [name, *up[0]], up[1]
         return None
-    if op not in _WEIGHT_AND_BIAS:
+    if op not in _WEIGHTED or not _scalable(g, node.input[1]):
         return None
-    weight, bias = _WEIGHT_AND_BIAS[op]
-    if not _scalable(g, node.input[weight]):
+    has_bias = len(node.input) > 2 and node.input[2] != ""
+    if has_bias and not _scalable(g, node.input[2]):
         return None
-    has_bias = len(node.input) > bias and node.input[bias] != ""
-    if has_bias and not _scalable(g, node.input[bias]):
-        return None
-    return [name], [(node, weight), *([(node, bias)] if has_bias else [])]
+    return [name], [(node, 1), *([(node, 2)] if has_bias else [])]
 
 
 def _sole_linear_chain(
     g: Graph, producers: dict[str, onnx.NodeProto], name: str
 ) -> tuple[list[str], list[tuple[onnx.NodeProto, int]]] | None:
+    """_linear_chain of ``name`` if one node reads it and it is not a graph output."""
     return _linear_chain(g, producers, name) if _sole_use(g, name) else None
 
 

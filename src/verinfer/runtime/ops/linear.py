@@ -7,7 +7,6 @@ fails for the whole reduction, it is split into chunks that each pass, summed in
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -88,18 +87,11 @@ def fold_bias(ctx: CompileContext, node: onnx.NodeProto) -> bool:
     that just produced its other operand, if nothing else reads that step's output: one step
     and one committed tensor fewer, and one rounding fewer. This is MatMul + Add, as torch
     exports ``nn.Linear`` on inputs of more than two dimensions. Returns whether it did."""
-    last = ctx.steps[-1] if ctx.steps else None
-    if last is None or last.op != "dense" or len(last.inputs) != 2 or last.attrs.get("relu"):
-        return False
     a, b = node.input
     if node.op_type == "Add" and ctx.is_const(a):
         a, b = b, a
-    if (
-        a != last.output
-        or not ctx.is_const(b)
-        or a in ctx.graph.outputs
-        or len(ctx.graph.consumers(a)) != 1
-    ):
+    last = ctx.foldable_last(a, ("dense",))
+    if last is None or len(last.inputs) != 2 or last.attrs.get("relu") or not ctx.is_const(b):
         return False
     c = ctx.const(b).astype(np.float64)
     n = ctx.tensors[a].shape[-1]
@@ -109,12 +101,9 @@ def fold_bias(ctx: CompileContext, node: onnx.NodeProto) -> bool:
     bias = np.broadcast_to(c.reshape(-1), (n,)) * (-1.0 if node.op_type == "Sub" else 1.0)
     acc_scale = ctx.tensors[last.inputs[0]].scale + ctx.constants[last.inputs[1]].scale
     bias_inputs, bias_shift = _bias(ctx, bias, acc_scale)
-    out, out_scale = node.output[0], ctx.act_scale(node.output[0])
-    ctx.tensors[out] = dataclasses.replace(ctx.tensors.pop(a), name=out, scale=out_scale)
+    out_scale = ctx.act_scale(node.output[0])
     attrs = {**last.attrs, "shift": acc_scale - out_scale, "bias_shift": bias_shift}
-    ctx.steps[-1] = dataclasses.replace(
-        last, inputs=(*last.inputs, *bias_inputs), output=out, attrs=attrs
-    )
+    ctx.fold_into_last(a, attrs, inputs=tuple(bias_inputs), scale=out_scale)
     return True
 
 
